@@ -64,7 +64,9 @@ typedef struct wn_value {
 /*
  * Check that `len` bytes at `p` are a well-formed table body (entries only,
  * no leading length). Returns 0, or WN_SYNTAX_ERROR (502) for a malformed or
- * truncated table, an unknown type tag, or a length past the end.
+ * truncated table, an unknown type tag, or a length past the end; or
+ * WN_INTERNAL_ERROR (541) if nesting deeper than 32 levels needs heap memory
+ * for the walk and malloc fails.
  */
 int wn_table_validate(const uint8_t *p, size_t len);
 /* The same for an array body. */
@@ -95,17 +97,26 @@ size_t wn_table_count(wn_bytes_t table);
 bool wn_value_as_int(const wn_value_t *v, int64_t *out);
 
 /* Deep equality: same type and value; tables by their entries in order,
- * arrays element by element. */
+ * arrays element by element. Integer types are distinct here (compare them
+ * with wn_value_as_int); booleans compare by truth (any non-zero octet is
+ * true); floats and doubles compare by their bits, so NaN equals the same NaN
+ * and +0.0 differs from -0.0. Not recursive on the C stack. */
 bool wn_value_equal(const wn_value_t *a, const wn_value_t *b);
 bool wn_table_equal(wn_bytes_t a, wn_bytes_t b);
 
 /* ---- encoding --------------------------------------------------------------
  * wn_put_table writes a 32-bit length and the bytes of an already encoded body.
  * To build a table: mark = wn_table_begin(w); entries...; wn_table_end(w, mark).
+ * A nested table or array value: mark = wn_table_begin_nested(w, key, 'F' or
+ * 'A') writes the key, the tag and the length slot; add its entries (or bare
+ * values, for an array) and close it with wn_table_end(w, mark). key NULL
+ * writes no key: the nested value is an element of an enclosing array.
+ * Overflow is sticky in the writer: check w->overflow once at the end.
  */
 void wn_put_table(wn_writer_t *w, wn_bytes_t body);
 size_t wn_table_begin(wn_writer_t *w);
 void wn_table_end(wn_writer_t *w, size_t mark);
+size_t wn_table_begin_nested(wn_writer_t *w, const char *key, uint8_t type);
 /* An entry: shortstr key, then the value (tag + payload). */
 void wn_table_put(wn_writer_t *w, const char *key, const wn_value_t *val);
 /* A bare value (tag + payload), for arrays. */
