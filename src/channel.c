@@ -1,0 +1,167 @@
+/*
+ * channel.c - channel lifecycle and per-channel method dispatch.
+ *
+ * Owns chan_t and the connection's channel table. A newcomer looking for
+ * "what happens on method X" starts at chan_dispatch() below.
+ */
+#include "channel.h"
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static chan_t *chan_lookup(conn_t *c, uint16_t id) {
+    return id < c->nchans ? c->chans[id] : NULL;
+}
+
+static chan_t *chan_open(conn_t *c, uint16_t id) {
+    if (id >= c->nchans) {
+        uint32_t n = c->nchans ? c->nchans : 8;
+        while (n <= id)
+            n *= 2;
+        chan_t **tab = realloc(c->chans, n * sizeof *tab);
+        if (!tab) return NULL;
+        memset(tab + c->nchans, 0, (n - c->nchans) * sizeof *tab);
+        c->chans = tab;
+        c->nchans = n;
+    }
+    chan_t *ch = calloc(1, sizeof *ch);
+    if (!ch) return NULL;
+    ch->conn = c;
+    ch->id = id;
+    ch->state = CHAN_OPEN;
+    c->chans[id] = ch;
+    c->open_chans++;
+    return ch;
+}
+
+static void chan_free(chan_t *ch) {
+    conn_t *c = ch->conn;
+    c->chans[ch->id] = NULL;
+    c->open_chans--;
+    free(ch);
+}
+
+void chan_close_all(conn_t *c) {
+    for (uint32_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]) chan_free(c->chans[i]);
+}
+
+void chan_error(chan_t *ch, uint16_t code, uint32_t method_id, const char *fmt, ...) {
+    char text[256];
+    va_list ap;
+    wn_method_t m = {.id = WN_CHANNEL_CLOSE};
+    int n =
+        snprintf(text, sizeof text, "%s - ", wn_reply_name(code) ? wn_reply_name(code) : "ERROR");
+
+    va_start(ap, fmt);
+    vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
+    va_end(ap);
+    log_error("channel error on connection %s, channel %u: %s", ch->conn->name, ch->id, text);
+    m.u.channel_close.reply_code = code;
+    m.u.channel_close.reply_text = wn_cstr(text);
+    m.u.channel_close.class_id = (uint16_t)WN_METHOD_CLASS(method_id);
+    m.u.channel_close.method_id = (uint16_t)WN_METHOD_INDEX(method_id);
+    conn_send_method(ch->conn, ch->id, &m);
+    ch->state = CHAN_CLOSING;
+}
+
+static void chan_send(chan_t *ch, uint32_t id) {
+    wn_method_t m = {.id = id};
+    conn_send_method(ch->conn, ch->id, &m);
+}
+
+static void chan_on_open(conn_t *c, uint16_t id) {
+    if (c->open_chans >= c->channel_max) {
+        conn_close(c, WN_NOT_ALLOWED, WN_CHANNEL_OPEN,
+                   "number of channels opened (%u) has reached the negotiated channel_max (%u)",
+                   c->open_chans, c->channel_max);
+        return;
+    }
+    chan_t *ch = chan_open(c, id);
+    if (!ch) {
+        conn_close(c, WN_INTERNAL_ERROR, WN_CHANNEL_OPEN, "out of memory opening a channel");
+        return;
+    }
+    chan_send(ch, WN_CHANNEL_OPEN_OK);
+}
+
+static void chan_on_flow(chan_t *ch, const wn_channel_flow_t *m) {
+    wn_method_t ok = {.id = WN_CHANNEL_FLOW_OK};
+    ok.u.channel_flow_ok.active = m->active;
+    conn_send_method(ch->conn, ch->id, &ok);
+}
+
+/* Methods on an open channel. */
+static void chan_dispatch(chan_t *ch, const wn_method_t *m) {
+    switch (m->id) {
+    case WN_CHANNEL_OPEN:
+        conn_close(ch->conn, WN_CHANNEL_ERROR, m->id, "second 'channel.open' seen");
+        break;
+    case WN_CHANNEL_CLOSE:
+        chan_send(ch, WN_CHANNEL_CLOSE_OK);
+        chan_free(ch);
+        break;
+    case WN_CHANNEL_CLOSE_OK:
+        break; /* nothing of ours was closing */
+    case WN_CHANNEL_FLOW:
+        chan_on_flow(ch, &m->u.channel_flow);
+        break;
+    default:
+        if (WN_METHOD_CLASS(m->id) == WN_CLASS_CONNECTION) {
+            conn_close(ch->conn, WN_COMMAND_INVALID, m->id, "connection method '%s' on channel %u",
+                       wn_method_name(m->id), ch->id);
+            break;
+        }
+        chan_error(ch, WN_NOT_IMPLEMENTED, m->id, "method '%s' is not implemented yet",
+                   wn_method_name(m->id));
+        break;
+    }
+}
+
+/* After we sent channel.close, only close-ok (or a crossing close) matters. */
+static void chan_closing_method(chan_t *ch, const wn_method_t *m) {
+    if (m->id == WN_CHANNEL_CLOSE_OK) {
+        chan_free(ch);
+    } else if (m->id == WN_CHANNEL_CLOSE) {
+        chan_send(ch, WN_CHANNEL_CLOSE_OK);
+        chan_free(ch);
+    }
+}
+
+void chan_handle_frame(conn_t *c, const wn_frame_t *f) {
+    chan_t *ch = chan_lookup(c, f->channel);
+    wn_method_t m;
+    int rc;
+
+    if (f->type != WN_FRAME_METHOD) {
+        if (ch && ch->state == CHAN_CLOSING) return;
+        conn_close(c, WN_UNEXPECTED_FRAME, 0,
+                   "expected method frame, got non method frame instead");
+        return;
+    }
+    rc = wn_method_decode(f->payload, f->size, &m);
+    if (rc != 0) {
+        if (ch && ch->state == CHAN_CLOSING) return;
+        if (rc == WN_COMMAND_INVALID)
+            conn_close(c, WN_COMMAND_INVALID, 0, "unknown method class %u method %u",
+                       WN_METHOD_CLASS(m.id), WN_METHOD_INDEX(m.id));
+        else
+            conn_close(c, WN_SYNTAX_ERROR, m.id, "cannot decode arguments of '%s'",
+                       wn_method_name(m.id) ? wn_method_name(m.id) : "method");
+        return;
+    }
+    if (!ch) {
+        if (m.id == WN_CHANNEL_OPEN)
+            chan_on_open(c, f->channel);
+        else
+            conn_close(c, WN_CHANNEL_ERROR, m.id, "expected 'channel.open'");
+        return;
+    }
+    if (ch->state == CHAN_CLOSING)
+        chan_closing_method(ch, &m);
+    else
+        chan_dispatch(ch, &m);
+}

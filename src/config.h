@@ -1,0 +1,52 @@
+/*
+ * config.h - the broker's settings: defaults, the config file, the command line.
+ *
+ * The file is rabbitmq.conf's `key = value` format with RabbitMQ's key names
+ * where RabbitMQ has one. Loading is strict: an unknown key or a bad value is
+ * an error naming the file and line, and the broker refuses to start.
+ */
+#ifndef WARREN_CONFIG_H
+#define WARREN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_LISTENERS 8
+
+typedef struct config_listener {
+    char host[64]; /* "" = every interface */
+    uint16_t port;
+} config_listener_t;
+
+typedef struct config {
+    config_listener_t listeners[CONFIG_MAX_LISTENERS];
+    int nlisteners;
+    bool listeners_set; /* a listener was configured: the default one is gone */
+    char *default_user;
+    char *default_pass;
+    char *default_vhost;
+    bool guest_loopback_only;   /* loopback_users.guest */
+    uint16_t heartbeat;         /* seconds, 0 = off */
+    uint32_t frame_max;         /* bytes, including the 8 bytes of framing */
+    uint16_t channel_max;       /* 0 = 65535 */
+    uint32_t handshake_timeout; /* milliseconds */
+    int log_level;              /* log_level_t */
+    char *data_dir;
+} config_t;
+
+void config_init(config_t *cfg);
+void config_free(config_t *cfg);
+
+/* Load a file over the current values. On error writes "file:line: message"
+ * into err and returns -1. */
+int config_load(config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Apply one `key = value` setting (used by the file loader and the tests).
+ * Returns 0, or -1 with a message in err. */
+int config_set(config_t *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* Parse "PORT", "HOST:PORT" or "[V6]:PORT". */
+int config_parse_listener(const char *value, config_listener_t *out);
+
+#endif
