@@ -43,7 +43,9 @@ static inline bool wn_bytes_eq_cstr(wn_bytes_t a, const char *s) {
 
 /* ---- big-endian load/store -------------------------------------------- */
 
-static inline uint16_t wn_load16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint16_t wn_load16(const uint8_t *p) {
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
 static inline uint32_t wn_load32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -79,7 +81,9 @@ static inline void wn_reader_init(wn_reader_t *r, const void *p, size_t len) {
     r->err = false;
 }
 
-static inline size_t wn_reader_left(const wn_reader_t *r) { return (size_t)(r->end - r->p); }
+static inline size_t wn_reader_left(const wn_reader_t *r) {
+    return (size_t)(r->end - r->p);
+}
 
 static inline bool wn_reader_need(wn_reader_t *r, size_t n) {
     if (r->err || wn_reader_left(r) < n) {
@@ -89,7 +93,9 @@ static inline bool wn_reader_need(wn_reader_t *r, size_t n) {
     return true;
 }
 
-static inline uint8_t wn_get8(wn_reader_t *r) { return wn_reader_need(r, 1) ? *r->p++ : 0; }
+static inline uint8_t wn_get8(wn_reader_t *r) {
+    return wn_reader_need(r, 1) ? *r->p++ : 0;
+}
 static inline uint16_t wn_get16(wn_reader_t *r) {
     if (!wn_reader_need(r, 2)) return 0;
     uint16_t v = wn_load16(r->p);
@@ -117,7 +123,9 @@ static inline wn_bytes_t wn_get_bytes(wn_reader_t *r, size_t n) {
     return b;
 }
 /* shortstr: octet length + bytes */
-static inline wn_bytes_t wn_get_shortstr(wn_reader_t *r) { return wn_get_bytes(r, wn_get8(r)); }
+static inline wn_bytes_t wn_get_shortstr(wn_reader_t *r) {
+    return wn_get_bytes(r, wn_get8(r));
+}
 /* longstr: 32-bit length + bytes */
 static inline wn_bytes_t wn_get_longstr(wn_reader_t *r) {
     uint32_t n = wn_get32(r);

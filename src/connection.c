@@ -625,18 +625,17 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     (void)revents;
     for (int i = 0; i < READS_PER_WAKEUP && more && c->state != CONN_DEAD; i++) {
         if (!conn_read_once(c, &more)) {
-            if (c->state == CONN_DRAINING)
-                conn_kill(c);
-            else if (c->state == CONN_OPEN) {
+            if (c->state == CONN_OPEN)
                 log_warning("closing AMQP connection %s: client unexpectedly closed TCP connection",
                             c->name);
-                conn_kill(c);
-            } else {
-                log_info("closing AMQP connection %s: client closed the socket during the "
-                         "handshake",
+            else if (c->state == CONN_CLOSING)
+                log_info("connection %s: client closed the socket without connection.close-ok",
                          c->name);
-                conn_kill(c);
-            }
+            else if (c->state < CONN_OPEN)
+                log_info(
+                    "closing AMQP connection %s: client closed the socket during the handshake",
+                    c->name);
+            conn_kill(c);
             return;
         }
     }
