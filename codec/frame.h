@@ -14,7 +14,7 @@
 #include "methods.h"
 
 #define WN_FRAME_HEADER_SIZE 7 /* type, channel, size */
-#define WN_FRAME_OVERHEAD 8    /* header + frame-end */
+#define WN_FRAME_OVERHEAD    8 /* header + frame-end */
 
 /* "AMQP" 0 0 9 1 */
 extern const uint8_t wn_protocol_header[8];
