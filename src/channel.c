@@ -75,9 +75,16 @@ static void chan_send(chan_t *ch, uint32_t id) {
 
 static void chan_on_open(conn_t *c, uint16_t id) {
     if (c->open_chans >= c->channel_max) {
-        conn_close(c, WN_NOT_ALLOWED, WN_CHANNEL_OPEN,
+        conn_close(c, WN_NOT_ALLOWED, 0,
                    "number of channels opened (%u) has reached the negotiated channel_max (%u)",
                    c->open_chans, c->channel_max);
+        return;
+    }
+    /* RabbitMQ only counts channels; Warren also keeps numbers within channel_max,
+     * as the spec asks, so the channel table stays small. */
+    if (id > c->channel_max) {
+        conn_close(c, WN_NOT_ALLOWED, WN_CHANNEL_OPEN,
+                   "channel number %u exceeds the negotiated channel_max (%u)", id, c->channel_max);
         return;
     }
     chan_t *ch = chan_open(c, id);
@@ -134,7 +141,6 @@ static void chan_closing_method(chan_t *ch, const wn_method_t *m) {
 void chan_handle_frame(conn_t *c, const wn_frame_t *f) {
     chan_t *ch = chan_lookup(c, f->channel);
     wn_method_t m;
-    int rc;
 
     if (f->type != WN_FRAME_METHOD) {
         if (ch && ch->state == CHAN_CLOSING) return;
@@ -142,17 +148,11 @@ void chan_handle_frame(conn_t *c, const wn_frame_t *f) {
                    "expected method frame, got non method frame instead");
         return;
     }
-    rc = wn_method_decode(f->payload, f->size, &m);
-    if (rc != 0) {
-        if (ch && ch->state == CHAN_CLOSING) return;
-        if (rc == WN_COMMAND_INVALID)
-            conn_close(c, WN_COMMAND_INVALID, 0, "unknown method class %u method %u",
-                       WN_METHOD_CLASS(m.id), WN_METHOD_INDEX(m.id));
-        else
-            conn_close(c, WN_SYNTAX_ERROR, m.id, "cannot decode arguments of '%s'",
-                       wn_method_name(m.id) ? wn_method_name(m.id) : "method");
+    if (ch && ch->state == CHAN_CLOSING) {
+        if (wn_method_decode(f->payload, f->size, &m) == 0) chan_closing_method(ch, &m);
         return;
     }
+    if (!conn_decode_method(c, f, &m)) return;
     if (!ch) {
         if (m.id == WN_CHANNEL_OPEN)
             chan_on_open(c, f->channel);

@@ -324,7 +324,7 @@ static void conn_refuse_login(conn_t *c, const char *mech, const char *why) {
     log_error("connection %s: authentication failed: %s", c->name, why);
     /* Only clients that announced authentication_failure_close expect a close method. */
     if (c->client_caps & CONN_CAP_AUTH_FAILURE_CLOSE)
-        conn_close(c, WN_ACCESS_REFUSED, WN_CONNECTION_START_OK,
+        conn_close(c, WN_ACCESS_REFUSED, 0,
                    "Login was refused using authentication mechanism %s. For details see the "
                    "broker logfile.",
                    mech);
@@ -339,13 +339,15 @@ static void conn_on_start_ok(conn_t *c, const wn_connection_start_ok_t *m) {
 
     conn_read_client_caps(c, m->client_properties);
     snprintf(mech, sizeof mech, "%.*s", (int)m->mechanism.len, (const char *)m->mechanism.ptr);
+    /* Before tune, RabbitMQ answers protocol errors by closing the socket. */
     if (mt == AUTH_MECH_NONE) {
-        conn_close(c, WN_COMMAND_INVALID, WN_CONNECTION_START_OK,
-                   "unknown authentication mechanism '%s'", mech);
+        log_error("connection %s: unknown authentication mechanism '%s'", c->name, mech);
+        conn_drop(c, "unknown authentication mechanism");
         return;
     }
     if (auth_parse_response(mt, m->response, &user, &pass) < 0) {
-        conn_refuse_login(c, mech, "malformed response");
+        log_error("connection %s: malformed %s response", c->name, mech);
+        conn_drop(c, "malformed authentication response");
         return;
     }
     user_t *u = auth_find_user(&broker.auth, user);
@@ -460,6 +462,57 @@ static void conn_handshake_method(conn_t *c, const wn_method_t *m) {
     }
 }
 
+/* ---- RabbitMQ's wording for malformed input ----------------------------------- */
+
+/* Render bytes as an Erlang binary, <<"abc">> or <<0,10,...>>, as RabbitMQ's
+ * error texts do; cut short to fit a reply text. */
+void conn_format_octets(const uint8_t *p, size_t n, char *out, size_t cap) {
+    bool printable = true;
+    size_t len = 0;
+    if (n == 0) {
+        snprintf(out, cap, "<<>>");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 32 || p[i] > 126 || p[i] == '"' || p[i] == '\\') printable = false;
+    len += (size_t)snprintf(out + len, cap - len, printable ? "<<\"" : "<<");
+    for (size_t i = 0; i < n && len + 12 < cap; i++) {
+        if (printable)
+            out[len++] = (char)p[i];
+        else
+            len += (size_t)snprintf(out + len, cap - len, i ? ",%u" : "%u", p[i]);
+        out[len] = '\0';
+        if (len + 12 >= cap && i + 1 < n) len += (size_t)snprintf(out + len, cap - len, "...");
+    }
+    snprintf(out + len, cap - len, printable ? "\">>" : ">>");
+}
+
+static bool frame_type_known(uint8_t type) {
+    return type == WN_FRAME_METHOD || type == WN_FRAME_HEADER || type == WN_FRAME_BODY ||
+           type == WN_FRAME_HEARTBEAT;
+}
+
+/* The frame layer refused the bytes at data: say why in RabbitMQ's words. */
+static void conn_frame_error(conn_t *c, const uint8_t *data, size_t len) {
+    char octets[128] = "<<>>";
+    uint8_t type = data[0];
+    uint32_t size = len >= WN_FRAME_HEADER_SIZE ? wn_load32(data + 3) : 0;
+    size_t have = len > WN_FRAME_HEADER_SIZE ? len - WN_FRAME_HEADER_SIZE : 0;
+
+    if (len >= WN_FRAME_HEADER_SIZE && c->frame_max && size > c->frame_max - WN_FRAME_OVERHEAD) {
+        conn_close(c, WN_FRAME_ERROR, 0, "type %u, all octets = <<>>: {frame_too_large,%u,%u}",
+                   type, size, c->frame_max - WN_FRAME_OVERHEAD);
+        return;
+    }
+    conn_format_octets(data + WN_FRAME_HEADER_SIZE, have < size ? have : size, octets,
+                       sizeof octets);
+    if (frame_type_known(type) && have > size)
+        conn_close(c, WN_FRAME_ERROR, 0, "type %u, all octets = %s: {invalid_frame_end_marker,%u}",
+                   type, octets, data[WN_FRAME_HEADER_SIZE + size]);
+    else
+        conn_close(c, WN_FRAME_ERROR, 0, "type %u, all octets = %s: unknown_frame", type, octets);
+}
+
 /* ---- frames on channel 0 once open ------------------------------------------ */
 
 static void conn_on_client_close(conn_t *c) {
@@ -499,17 +552,39 @@ static void conn_closing_frame(conn_t *c, const wn_frame_t *f) {
     }
 }
 
-/* Decode a method frame, closing the connection if it is malformed. */
-static bool conn_decode_method(conn_t *c, const wn_frame_t *f, wn_method_t *m) {
+/* Decode a method frame; on failure close the connection as RabbitMQ does. */
+bool conn_decode_method(conn_t *c, const wn_frame_t *f, wn_method_t *m) {
+    char octets[128];
     int rc = wn_method_decode(f->payload, f->size, m);
     if (rc == 0) return true;
-    if (rc == WN_COMMAND_INVALID)
+    if (f->size < 4) {
+        conn_format_octets(f->payload, f->size, octets, sizeof octets);
+        conn_close(c, WN_FRAME_ERROR, 0, "type 1, all octets = %s: unknown_frame", octets);
+    } else if (rc == WN_COMMAND_INVALID) {
         conn_close(c, WN_COMMAND_INVALID, 0, "unknown method class %u method %u",
                    WN_METHOD_CLASS(m->id), WN_METHOD_INDEX(m->id));
-    else
-        conn_close(c, WN_SYNTAX_ERROR, m->id, "cannot decode arguments of '%s'",
-                   wn_method_name(m->id) ? wn_method_name(m->id) : "method");
+    } else {
+        conn_format_octets(f->payload + 4, f->size - 4, octets, sizeof octets);
+        conn_close(c, WN_FRAME_ERROR, m->id, "cannot decode %s", octets);
+    }
     return false;
+}
+
+static void conn_unexpected_frame(conn_t *c, const wn_frame_t *f) {
+    char octets[128];
+    conn_format_octets(f->payload, f->size, octets, sizeof octets);
+    conn_close(c, WN_UNEXPECTED_FRAME, 0, "type %u, all octets = %s", f->type, octets);
+}
+
+/* Heartbeats belong on channel 0 and carry nothing. */
+static void conn_on_heartbeat(conn_t *c, const wn_frame_t *f) {
+    char octets[128];
+    if (f->size != 0) {
+        conn_format_octets(f->payload, f->size, octets, sizeof octets);
+        conn_close(c, WN_FRAME_ERROR, 0, "type 8, all octets = %s: unknown_frame", octets);
+    } else if (f->channel != 0) {
+        conn_unexpected_frame(c, f);
+    }
 }
 
 static void conn_handle_frame(conn_t *c, const wn_frame_t *f) {
@@ -520,8 +595,7 @@ static void conn_handle_frame(conn_t *c, const wn_frame_t *f) {
         return;
     }
     if (f->type == WN_FRAME_HEARTBEAT) {
-        if (f->channel != 0)
-            conn_close(c, WN_FRAME_ERROR, 0, "heartbeat frame on channel %u", f->channel);
+        conn_on_heartbeat(c, f);
         return;
     }
     if (c->state != CONN_OPEN) {
@@ -537,7 +611,7 @@ static void conn_handle_frame(conn_t *c, const wn_frame_t *f) {
         return;
     }
     if (f->type != WN_FRAME_METHOD) {
-        conn_close(c, WN_UNEXPECTED_FRAME, 0, "content frame on channel 0");
+        conn_unexpected_frame(c, f);
         return;
     }
     if (conn_decode_method(c, f, &m)) conn_control_method(c, &m);
@@ -555,6 +629,11 @@ static size_t conn_consume(conn_t *c, const uint8_t *data, size_t len) {
 
     if (c->state == CONN_AWAIT_HEADER) {
         int rc = wn_protocol_header_check(data, len);
+        /* RabbitMQ also takes AMQP 0-9's header ("AMQP" 1 1 0 9) and speaks 0-9-1. */
+        if (rc < 0 && len >= 8 && memcmp(data, "AMQP\x01\x01\x00\x09", 8) == 0)
+            rc = 1;
+        else if (rc < 0 && len < 8 && memcmp(data, "AMQP\x01\x01\x00\x09", len) == 0)
+            rc = 0;
         if (rc == 0) return 0;
         if (rc < 0) {
             /* As the spec says: answer with the header we speak, then close. */
@@ -570,8 +649,7 @@ static size_t conn_consume(conn_t *c, const uint8_t *data, size_t len) {
         long n = wn_frame_parse(data + used, len - used, c->frame_max, &f);
         if (n == 0) break;
         if (n < 0) {
-            conn_close(c, (uint16_t)-n, 0, "malformed frame (type %u, %zu bytes available)",
-                       data[used], len - used);
+            conn_frame_error(c, data + used, len - used);
             /* The stream cannot be resynchronised: stop reading it. */
             conn_drop(c, "frame error");
             return len;

@@ -95,6 +95,13 @@ void conn_close(conn_t *c, uint16_t code, uint32_t method_id, const char *fmt, .
 /* Close the socket now-ish (after flushing output), without an AMQP close. */
 void conn_drop(conn_t *c, const char *why);
 
+/* Decode a method frame; on failure close the connection as RabbitMQ does
+ * (501 "cannot decode ..." for bad arguments) and return false. */
+bool conn_decode_method(conn_t *c, const wn_frame_t *f, wn_method_t *m);
+
+/* Bytes as an Erlang binary (<<"abc">>, <<0,10>>), for RabbitMQ-style error texts. */
+void conn_format_octets(const uint8_t *p, size_t n, char *out, size_t cap);
+
 /* Write queued output for every connection that has some (the loop's prepare step). */
 void conn_flush_all(void);
 
