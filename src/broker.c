@@ -8,6 +8,7 @@
 #include "connection.h"
 #include "listener.h"
 #include "log.h"
+#include "queue.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     (void)loop;
     (void)w;
     (void)revents;
+    queue_dispatch_all();
     conn_flush_all();
 }
 
@@ -41,7 +43,7 @@ static int broker_init_users(void) {
     config_t *cfg = &broker.cfg;
     user_t *u = auth_add_user(&broker.auth, cfg->default_user, cfg->default_pass, "administrator");
     vhost_t *vh = vhost_add(&broker.vhosts, cfg->default_vhost);
-    if (!u || !vh) return -1;
+    if (!u || !vh || exchange_declare_builtins(vh) < 0) return -1;
     vhost_set_permissions(vh, u, ".*", ".*", ".*");
     return 0;
 }
@@ -95,6 +97,7 @@ void broker_shutdown(const char *why) {
 void broker_free(void) {
     auth_free(&broker.auth);
     vhost_free_all(&broker.vhosts);
+    route_result_free(&broker.route_result);
     free(broker.read_buf);
     config_free(&broker.cfg);
 }

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "exchange.h"
 #include "vhost.h"
 
 #include <ev.h>
@@ -38,6 +39,10 @@ typedef struct broker {
     unsigned nconns;
     struct conn *flush_list; /* connections with output to write before the loop sleeps */
     ev_prepare flush_watcher;
+
+    struct queue *dispatch_list; /* queues to dispatch before the loop sleeps */
+    route_result_t route_result; /* reused by every publish */
+    uint64_t route_mark;
 
     auth_db_t auth;
     vhost_registry_t vhosts;

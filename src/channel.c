@@ -5,7 +5,10 @@
  * "what happens on method X" starts at chan_dispatch() below.
  */
 #include "channel.h"
+#include "consumer.h"
+#include "declare.h"
 #include "log.h"
+#include "publish.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@ static chan_t *chan_open(conn_t *c, uint16_t id) {
     ch->conn = c;
     ch->id = id;
     ch->state = CHAN_OPEN;
+    ch->flow_active = true;
     c->chans[id] = ch;
     c->open_chans++;
     return ch;
@@ -39,6 +43,8 @@ static chan_t *chan_open(conn_t *c, uint16_t id) {
 
 static void chan_free(chan_t *ch) {
     conn_t *c = ch->conn;
+    publish_channel_closed(ch);
+    consumer_channel_closed(ch);
     c->chans[ch->id] = NULL;
     c->open_chans--;
     free(ch);
@@ -68,9 +74,13 @@ void chan_error(chan_t *ch, uint16_t code, uint32_t method_id, const char *fmt, 
     ch->state = CHAN_CLOSING;
 }
 
+void chan_send_method(chan_t *ch, const wn_method_t *m) {
+    conn_send_method(ch->conn, ch->id, m);
+}
+
 static void chan_send(chan_t *ch, uint32_t id) {
     wn_method_t m = {.id = id};
-    conn_send_method(ch->conn, ch->id, &m);
+    chan_send_method(ch, &m);
 }
 
 static void chan_on_open(conn_t *c, uint16_t id) {
@@ -97,12 +107,104 @@ static void chan_on_open(conn_t *c, uint16_t id) {
 
 static void chan_on_flow(chan_t *ch, const wn_channel_flow_t *m) {
     wn_method_t ok = {.id = WN_CHANNEL_FLOW_OK};
+    ch->flow_active = m->active;
+    if (m->active) consumer_connection_writable(ch->conn);
     ok.u.channel_flow_ok.active = m->active;
     conn_send_method(ch->conn, ch->id, &ok);
 }
 
-/* Methods on an open channel. */
+/* Methods of the basic, confirm and tx classes. */
+static bool chan_dispatch_basic(chan_t *ch, const wn_method_t *m) {
+    switch (m->id) {
+    case WN_BASIC_PUBLISH:
+        publish_on_method(ch, &m->u.basic_publish);
+        break;
+    case WN_BASIC_QOS:
+        consumer_on_qos(ch, &m->u.basic_qos);
+        break;
+    case WN_BASIC_CONSUME:
+        consumer_on_consume(ch, &m->u.basic_consume);
+        break;
+    case WN_BASIC_CANCEL:
+        consumer_on_cancel(ch, &m->u.basic_cancel);
+        break;
+    case WN_BASIC_GET:
+        consumer_on_get(ch, &m->u.basic_get);
+        break;
+    case WN_BASIC_ACK:
+        consumer_on_ack(ch, m->u.basic_ack.delivery_tag, m->u.basic_ack.multiple);
+        break;
+    case WN_BASIC_NACK:
+        consumer_on_nack(ch, m->u.basic_nack.delivery_tag, m->u.basic_nack.multiple,
+                         m->u.basic_nack.requeue, m->id);
+        break;
+    case WN_BASIC_REJECT:
+        consumer_on_nack(ch, m->u.basic_reject.delivery_tag, false, m->u.basic_reject.requeue,
+                         m->id);
+        break;
+    case WN_BASIC_RECOVER:
+        consumer_on_recover(ch, m->u.basic_recover.requeue, false);
+        break;
+    case WN_BASIC_RECOVER_ASYNC:
+        consumer_on_recover(ch, m->u.basic_recover_async.requeue, true);
+        break;
+    case WN_CONFIRM_SELECT:
+        publish_on_confirm_select(ch, &m->u.confirm_select);
+        break;
+    case WN_TX_SELECT:
+        publish_on_tx_select(ch);
+        break;
+    case WN_TX_COMMIT:
+        publish_on_tx_commit(ch);
+        break;
+    case WN_TX_ROLLBACK:
+        publish_on_tx_rollback(ch);
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
+/* Methods of the exchange and queue classes. */
+static bool chan_dispatch_declare(chan_t *ch, const wn_method_t *m) {
+    switch (m->id) {
+    case WN_EXCHANGE_DECLARE:
+        declare_exchange(ch, &m->u.exchange_declare);
+        break;
+    case WN_EXCHANGE_DELETE:
+        declare_exchange_delete(ch, &m->u.exchange_delete);
+        break;
+    case WN_EXCHANGE_BIND:
+        declare_exchange_bind(ch, &m->u.exchange_bind);
+        break;
+    case WN_EXCHANGE_UNBIND:
+        declare_exchange_unbind(ch, &m->u.exchange_unbind);
+        break;
+    case WN_QUEUE_DECLARE:
+        declare_queue(ch, &m->u.queue_declare);
+        break;
+    case WN_QUEUE_BIND:
+        declare_queue_bind(ch, &m->u.queue_bind);
+        break;
+    case WN_QUEUE_UNBIND:
+        declare_queue_unbind(ch, &m->u.queue_unbind);
+        break;
+    case WN_QUEUE_PURGE:
+        declare_queue_purge(ch, &m->u.queue_purge);
+        break;
+    case WN_QUEUE_DELETE:
+        declare_queue_delete(ch, &m->u.queue_delete);
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
+/* Methods on an open channel: each lands in the module that owns it. */
 static void chan_dispatch(chan_t *ch, const wn_method_t *m) {
+    if (chan_dispatch_basic(ch, m) || chan_dispatch_declare(ch, m)) return;
     switch (m->id) {
     case WN_CHANNEL_OPEN:
         conn_close(ch->conn, WN_CHANNEL_ERROR, m->id, "second 'channel.open' seen");
@@ -117,12 +219,8 @@ static void chan_dispatch(chan_t *ch, const wn_method_t *m) {
         chan_on_flow(ch, &m->u.channel_flow);
         break;
     default:
-        if (WN_METHOD_CLASS(m->id) == WN_CLASS_CONNECTION) {
-            conn_close(ch->conn, WN_COMMAND_INVALID, m->id, "connection method '%s' on channel %u",
-                       wn_method_name(m->id), ch->id);
-            break;
-        }
-        chan_error(ch, WN_NOT_IMPLEMENTED, m->id, "method '%s' is not implemented yet",
+        /* Methods only a server sends (deliver, get-ok, ...) or of the connection class. */
+        conn_close(ch->conn, WN_COMMAND_INVALID, m->id, "method '%s' is not valid from a client",
                    wn_method_name(m->id));
         break;
     }
@@ -142,6 +240,10 @@ void chan_handle_frame(conn_t *c, const wn_frame_t *f) {
     chan_t *ch = chan_lookup(c, f->channel);
     wn_method_t m;
 
+    if (ch && ch->state == CHAN_OPEN && (f->type != WN_FRAME_METHOD || ch->pub_state != PUB_IDLE)) {
+        publish_on_content(ch, f);
+        return;
+    }
     if (f->type != WN_FRAME_METHOD) {
         if (ch && ch->state == CHAN_CLOSING) return;
         conn_close(c, WN_UNEXPECTED_FRAME, 0,

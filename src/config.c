@@ -25,6 +25,7 @@ void config_init(config_t *cfg) {
     cfg->frame_max = 131072;
     cfg->channel_max = 2047;
     cfg->handshake_timeout = 10000;
+    cfg->max_message_size = 134217728; /* 128 MiB, as RabbitMQ */
     cfg->log_level = LOG_INFO;
     cfg->data_dir = strdup("data");
 }
@@ -130,6 +131,10 @@ int config_set(config_t *cfg, const char *key, const char *value, char *err, siz
         if (parse_uint(value, 3600000, &n) < 0 || n == 0)
             return ERR("handshake_timeout: expected milliseconds (1-3600000), got '%s'", value);
         cfg->handshake_timeout = (uint32_t)n;
+    } else if (strcmp(key, "max_message_size") == 0) {
+        if (parse_uint(value, 536870912, &n) < 0 || n == 0)
+            return ERR("max_message_size: expected bytes (1-536870912), got '%s'", value);
+        cfg->max_message_size = n;
     } else if (strcmp(key, "log.console.level") == 0) {
         int lvl = log_level_parse(value);
         if (lvl < 0)

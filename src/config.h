@@ -31,6 +31,7 @@ typedef struct config {
     uint32_t frame_max;         /* bytes, including the 8 bytes of framing */
     uint16_t channel_max;       /* 0 = 65535 */
     uint32_t handshake_timeout; /* milliseconds */
+    uint64_t max_message_size;  /* bytes of body */
     int log_level;              /* log_level_t */
     char *data_dir;
 } config_t;

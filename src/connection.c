@@ -9,7 +9,11 @@
 #include "autoconfig.h"
 #include "connection.h"
 #include "channel.h"
+#include "consumer.h"
 #include "log.h"
+#include "message.h"
+#include "publish.h"
+#include "queue.h"
 #include "table.h"
 
 #include <arpa/inet.h>
@@ -22,9 +26,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CLOSE_GRACE      3.0   /* seconds to wait for close-ok, and to drain */
-#define READS_PER_WAKEUP 4     /* fairness: bounded work per readable event */
-#define MAX_METHOD_FRAME 65536 /* room reserved to encode one method frame */
+#define CLOSE_GRACE      3.0          /* seconds to wait for close-ok, and to drain */
+#define READS_PER_WAKEUP 4            /* fairness: bounded work per readable event */
+#define MAX_METHOD_FRAME 65536        /* room reserved to encode one method frame */
+#define OUT_HIGH_WATER   (1u << 20)   /* stop delivering to a client this far behind */
+#define OUT_LOW_WATER    (256u << 10) /* ...and resume below this */
 
 static void conn_destroy(conn_t *c);
 static void conn_schedule_flush(conn_t *c);
@@ -120,6 +126,35 @@ void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m) {
     conn_schedule_flush(c);
 }
 
+bool conn_is_backed_up(const conn_t *c) {
+    return buf_pending(&c->out) >= OUT_HIGH_WATER;
+}
+
+void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
+    uint32_t max_body = c->frame_max ? c->frame_max - WN_FRAME_OVERHEAD : 131072;
+    const uint8_t *body = msg->data + msg->exchange_len + msg->routing_key_len + msg->props_len;
+    uint8_t *p;
+
+    conn_send_method(c, channel, m);
+    if (c->state >= CONN_DRAINING) return;
+    p = buf_reserve(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
+    wn_frame_header_write(p, WN_FRAME_HEADER, channel, 12 + msg->props_len);
+    wn_store16(p + 7, WN_CLASS_BASIC);
+    wn_store16(p + 9, 0);
+    wn_store64(p + 11, msg->body_len);
+    memcpy(p + 19, message_props(msg), msg->props_len);
+    p[19 + msg->props_len] = WN_FRAME_END;
+    buf_commit(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
+    for (uint64_t off = 0; off < msg->body_len; off += max_body) {
+        uint32_t n = (uint32_t)(msg->body_len - off < max_body ? msg->body_len - off : max_body);
+        p = buf_reserve(&c->out, WN_FRAME_OVERHEAD + n);
+        wn_frame_header_write(p, WN_FRAME_BODY, channel, n);
+        memcpy(p + 7, body + off, n);
+        p[7 + n] = WN_FRAME_END;
+        buf_commit(&c->out, WN_FRAME_OVERHEAD + n);
+    }
+}
+
 static void conn_schedule_flush(conn_t *c) {
     if (c->in_flush_list) return;
     c->in_flush_list = true;
@@ -129,6 +164,7 @@ static void conn_schedule_flush(conn_t *c) {
 
 /* Write what is queued. Returns false if the socket failed. */
 static bool conn_write_out(conn_t *c) {
+    bool was_backed_up = conn_is_backed_up(c);
     while (buf_pending(&c->out) > 0) {
         ssize_t n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
         if (n > 0) {
@@ -138,6 +174,11 @@ static bool conn_write_out(conn_t *c) {
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             ev_io_start(broker.loop, &c->wio);
+            if (was_backed_up && buf_pending(&c->out) < OUT_LOW_WATER)
+                consumer_connection_writable(c);
+            /* A client that reads nothing is read from no more: publishers are
+             * throttled by TCP instead of by the broker's memory. */
+            if (conn_is_backed_up(c)) ev_io_stop(broker.loop, &c->rio);
             return true;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -145,6 +186,8 @@ static bool conn_write_out(conn_t *c) {
     }
     ev_io_stop(broker.loop, &c->wio);
     buf_release(&c->out);
+    if (was_backed_up) consumer_connection_writable(c);
+    if (c->state != CONN_DEAD) ev_io_start(broker.loop, &c->rio);
     return true;
 }
 
@@ -239,6 +282,8 @@ static void conn_destroy(conn_t *c) {
     if (c->state != CONN_DEAD) c->state = CONN_DEAD;
     if (c->in_flush_list) return; /* freed by the flush that is pending */
     chan_close_all(c);
+    while (c->exclusive_queues)
+        queue_delete(c->exclusive_queues);
     ev_io_stop(broker.loop, &c->rio);
     ev_io_stop(broker.loop, &c->wio);
     ev_timer_stop(broker.loop, &c->timer);
@@ -275,7 +320,13 @@ static size_t server_properties(uint8_t *buf, size_t cap) {
 
     /* Only what works is advertised; each capability is added as it lands. */
     wn_writer_init(&cw, capbuf, sizeof capbuf);
+    wn_table_put_bool(&cw, "publisher_confirms", true);
+    wn_table_put_bool(&cw, "exchange_exchange_bindings", true);
+    wn_table_put_bool(&cw, "basic.nack", true);
+    wn_table_put_bool(&cw, "consumer_cancel_notify", true);
+    wn_table_put_bool(&cw, "consumer_priorities", true);
     wn_table_put_bool(&cw, "authentication_failure_close", true);
+    wn_table_put_bool(&cw, "per_consumer_qos", true);
     caps.v.bytes = wn_bytes(capbuf, cw.len);
 
     wn_writer_init(&w, buf, cap);
@@ -657,6 +708,7 @@ static size_t conn_consume(conn_t *c, const uint8_t *data, size_t len) {
         used += (size_t)n;
         conn_handle_frame(c, &f);
     }
+    if (c->confirm_list) publish_flush_confirms(c);
     if (!conn_accepts_frames(c)) return len;
     return used;
 }

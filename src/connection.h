@@ -68,6 +68,9 @@ typedef struct conn {
     user_t *user;
     vhost_t *vhost;
 
+    struct queue *exclusive_queues; /* deleted when the connection closes */
+    struct chan *confirm_list;      /* channels with publisher confirms to send */
+
     struct chan **chans; /* indexed by channel number, grown on demand */
     uint32_t nchans;     /* slots in chans */
     uint32_t open_chans;
@@ -83,6 +86,16 @@ conn_t *conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen);
 /* Queue frames for writing; they go out in one write before the loop sleeps. */
 void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m);
 void conn_send_raw(conn_t *c, const void *p, size_t n);
+
+struct message;
+
+/* A method with content (deliver, get-ok, return): method frame, content
+ * header carrying the message's properties as published, body frames. */
+void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m,
+                       const struct message *msg);
+
+/* Output is piling up faster than the client reads it: deliver no more to it. */
+bool conn_is_backed_up(const conn_t *c);
 
 /*
  * A hard error: send connection.close with `code` and the text

@@ -2,6 +2,8 @@
  * vhost.c - the vhost registry and per-vhost permissions.
  */
 #include "vhost.h"
+#include "exchange.h"
+#include "queue.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,13 @@ void vhost_free_all(vhost_registry_t *reg) {
     vhost_t *vh = reg->vhosts;
     while (vh) {
         vhost_t *next = vh->next;
+        queue_t *q, *qtmp;
+        exchange_t *x, *xtmp;
+        HASH_ITER(hh, vh->queues, q, qtmp) queue_delete(q);
+        HASH_ITER(hh, vh->exchanges, x, xtmp) {
+            x->auto_delete = false;
+            exchange_delete(x);
+        }
         free_permissions(vh->permissions);
         free(vh->name);
         free(vh);

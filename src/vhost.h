@@ -17,8 +17,16 @@ typedef struct permission {
     struct permission *next;
 } permission_t;
 
+struct exchange;
+struct queue;
+struct binding;
+
 typedef struct vhost {
     char *name;
+    struct exchange *exchanges; /* by name */
+    struct queue *queues;       /* by name */
+    struct binding *bindings;   /* every binding, for uniqueness */
+    uint32_t nqueues;
     permission_t *permissions;
     unsigned connections; /* open connections on this vhost */
     struct vhost *next;

@@ -1,0 +1,53 @@
+/*
+ * message.c - allocation, body assembly and release of messages.
+ */
+#include "message.h"
+#include "table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_t *props,
+                       uint32_t props_len, uint64_t body_len, const wn_basic_props_t *decoded) {
+    size_t size = sizeof(message_t) + exchange.len + routing_key.len + props_len + body_len;
+    if (body_len > SIZE_MAX / 2) return NULL;
+    message_t *m = malloc(size);
+    if (!m) return NULL;
+    m->refs = 1;
+    m->props_len = props_len;
+    m->body_len = body_len;
+    m->body_received = 0;
+    m->exchange_len = (uint8_t)exchange.len;
+    m->routing_key_len = (uint8_t)routing_key.len;
+    m->delivery_mode = (decoded->flags & WN_BASIC_DELIVERY_MODE_FLAG) ? decoded->delivery_mode : 0;
+    m->priority = (decoded->flags & WN_BASIC_PRIORITY_FLAG) ? decoded->priority : 0;
+    memcpy(m->data, exchange.ptr, exchange.len);
+    memcpy(m->data + exchange.len, routing_key.ptr, routing_key.len);
+    if (props_len) memcpy(m->data + exchange.len + routing_key.len, props, props_len);
+    return m;
+}
+
+void message_unref(message_t *m) {
+    if (--m->refs == 0) free(m);
+}
+
+bool message_append_body(message_t *m, const uint8_t *p, size_t n) {
+    if (n > m->body_len - m->body_received) return false;
+    memcpy(message_body(m) + m->body_received, p, n);
+    m->body_received += n;
+    return true;
+}
+
+wn_bytes_t message_headers(const message_t *m) {
+    /* Walk the stored properties only as far as the headers table. */
+    wn_reader_t r;
+    wn_reader_init(&r, message_props(m), m->props_len);
+    uint16_t flags = wn_get16(&r);
+    for (uint16_t more = flags; (more & 1) && !r.err;)
+        more = wn_get16(&r);
+    if (!(flags & WN_BASIC_HEADERS_FLAG)) return (wn_bytes_t){NULL, 0};
+    if (flags & WN_BASIC_CONTENT_TYPE_FLAG) wn_get_shortstr(&r);
+    if (flags & WN_BASIC_CONTENT_ENCODING_FLAG) wn_get_shortstr(&r);
+    wn_bytes_t headers = wn_get_table(&r);
+    return r.err ? (wn_bytes_t){NULL, 0} : headers;
+}

@@ -1,0 +1,68 @@
+/*
+ * message.h - a published message, stored once and shared by every queue it
+ * is routed to.
+ *
+ * One allocation holds the header, the exchange name, the routing key, the
+ * encoded basic properties exactly as the publisher sent them, and the body.
+ * Queues and unacknowledged deliveries hold references; the last release
+ * frees it. Properties are forwarded to consumers byte-for-byte, so headers
+ * tables are never decoded and rebuilt on the way through.
+ */
+#ifndef WARREN_MESSAGE_H
+#define WARREN_MESSAGE_H
+
+#include "bytes.h"
+#include "methods.h"
+
+#include <stdint.h>
+
+typedef struct message {
+    uint32_t refs;
+    uint32_t props_len; /* property flags word(s) + properties, as published */
+    uint64_t body_len;
+    uint64_t body_received; /* bytes of body filled in so far, while publishing */
+    uint8_t exchange_len;
+    uint8_t routing_key_len;
+    uint8_t delivery_mode;
+    uint8_t priority;
+    uint8_t data[]; /* exchange, routing key, properties, body */
+} message_t;
+
+/* A message for a publish whose content header has arrived; the body is
+ * filled in by message_append_body. NULL if memory is short. */
+message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_t *props,
+                       uint32_t props_len, uint64_t body_len, const wn_basic_props_t *decoded);
+
+static inline void message_ref(message_t *m) {
+    m->refs++;
+}
+void message_unref(message_t *m);
+
+static inline wn_bytes_t message_exchange(const message_t *m) {
+    return wn_bytes(m->data, m->exchange_len);
+}
+static inline wn_bytes_t message_routing_key(const message_t *m) {
+    return wn_bytes(m->data + m->exchange_len, m->routing_key_len);
+}
+static inline const uint8_t *message_props(const message_t *m) {
+    return m->data + m->exchange_len + m->routing_key_len;
+}
+static inline uint8_t *message_body(message_t *m) {
+    return m->data + m->exchange_len + m->routing_key_len + m->props_len;
+}
+static inline bool message_complete(const message_t *m) {
+    return m->body_received == m->body_len;
+}
+
+/* Copy a body frame in; false if it would overflow the announced size. */
+bool message_append_body(message_t *m, const uint8_t *p, size_t n);
+
+/* The message's headers table (body), decoded from its properties on demand. */
+wn_bytes_t message_headers(const message_t *m);
+
+/* Bytes a message costs, for memory accounting. */
+static inline size_t message_size(const message_t *m) {
+    return sizeof *m + m->exchange_len + m->routing_key_len + m->props_len + m->body_len;
+}
+
+#endif

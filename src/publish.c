@@ -1,0 +1,295 @@
+/*
+ * publish.c - the publishing half of a channel.
+ *
+ * A publish is a method frame, a content header and body frames; the
+ * message is allocated once its header says how big it is, filled in place
+ * from the body frames, routed, and pushed onto every queue it reaches
+ * (one message, shared). Confirms are counted per channel and sent as one
+ * basic.ack (multiple) per read batch.
+ */
+#include "publish.h"
+#include "broker.h"
+#include "channel.h"
+#include "consumer.h"
+#include "exchange.h"
+#include "log.h"
+#include "message.h"
+#include "queue.h"
+#include "vhost.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tx_publish {
+    message_t *msg;
+    bool mandatory;
+    struct tx_publish *next;
+} tx_publish_t;
+
+/* ---- confirms ----------------------------------------------------------------- */
+
+static void confirm_upto(chan_t *ch, uint64_t seq) {
+    conn_t *c = ch->conn;
+    ch->confirm_upto = seq;
+    if (!ch->confirm_queued) {
+        ch->confirm_queued = true;
+        ch->confirm_next = c->confirm_list;
+        c->confirm_list = ch;
+    }
+}
+
+static void send_confirms(chan_t *ch) {
+    if (ch->confirm_upto <= ch->confirm_sent || ch->state != CHAN_OPEN) return;
+    wn_method_t ack = {.id = WN_BASIC_ACK};
+    ack.u.basic_ack.delivery_tag = ch->confirm_upto;
+    ack.u.basic_ack.multiple = ch->confirm_upto > ch->confirm_sent + 1;
+    chan_send_method(ch, &ack);
+    ch->confirm_sent = ch->confirm_upto;
+}
+
+void publish_flush_confirms(conn_t *c) {
+    chan_t *ch = c->confirm_list;
+    c->confirm_list = NULL;
+    while (ch) {
+        chan_t *next = ch->confirm_next;
+        ch->confirm_queued = false;
+        send_confirms(ch);
+        ch = next;
+    }
+}
+
+/* Publisher nack: the broker could not take the message. Earlier acks go first. */
+static void confirm_nack(chan_t *ch, uint64_t seq) {
+    send_confirms(ch);
+    wn_method_t nack = {.id = WN_BASIC_NACK};
+    nack.u.basic_nack.delivery_tag = seq;
+    chan_send_method(ch, &nack);
+    ch->confirm_sent = ch->confirm_upto = seq;
+}
+
+/* ---- routing a complete message ------------------------------------------------- */
+
+static void send_return(chan_t *ch, message_t *msg) {
+    wn_method_t r = {.id = WN_BASIC_RETURN};
+    r.u.basic_return.reply_code = WN_NO_ROUTE;
+    r.u.basic_return.reply_text = WN_BYTES_LIT("NO_ROUTE");
+    r.u.basic_return.exchange = message_exchange(msg);
+    r.u.basic_return.routing_key = message_routing_key(msg);
+    conn_send_content(ch->conn, ch->id, &r, msg);
+}
+
+/* Route and enqueue; returns false if the message could not be stored. */
+static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory) {
+    vhost_t *vh = ch->conn->vhost;
+    exchange_t *x = exchange_find(vh, message_exchange(msg));
+    route_msg_t rm = {message_routing_key(msg), message_headers(msg)};
+    bool stored = true;
+
+    if (!x) return true; /* deleted since the publish was accepted: unroutable */
+    exchange_route(x, &rm, &broker.route_result);
+    for (uint32_t i = 0; i < broker.route_result.n; i++) {
+        queue_t *q = broker.route_result.queues[i];
+        if (!queue_push(q, msg))
+            stored = false;
+        else
+            queue_schedule_dispatch(q);
+    }
+    if (broker.route_result.n == 0 && mandatory) send_return(ch, msg);
+    return stored;
+}
+
+static void publish_complete(chan_t *ch) {
+    message_t *msg = ch->pub_msg;
+    ch->pub_msg = NULL;
+    ch->pub_state = PUB_IDLE;
+    if (ch->tx) {
+        tx_publish_t *t = malloc(sizeof *t);
+        if (!t) {
+            message_unref(msg);
+            chan_error(ch, WN_INTERNAL_ERROR, WN_BASIC_PUBLISH, "out of memory");
+            return;
+        }
+        t->msg = msg;
+        t->mandatory = ch->pub_mandatory;
+        t->next = NULL;
+        if (ch->tx_publishes_tail)
+            ch->tx_publishes_tail->next = t;
+        else
+            ch->tx_publishes = t;
+        ch->tx_publishes_tail = t;
+        return;
+    }
+    bool stored = deliver_message(ch, msg, ch->pub_mandatory);
+    message_unref(msg);
+    if (!ch->confirm) return;
+    if (stored)
+        confirm_upto(ch, ch->publish_seq);
+    else
+        confirm_nack(ch, ch->publish_seq);
+}
+
+/* ---- frames ------------------------------------------------------------------------ */
+
+void publish_on_method(chan_t *ch, const wn_basic_publish_t *m) {
+    vhost_t *vh = ch->conn->vhost;
+    exchange_t *x = exchange_find(vh, m->exchange);
+
+    if (ch->confirm) ch->publish_seq++;
+    if (!x) {
+        chan_error(ch, WN_NOT_FOUND, WN_BASIC_PUBLISH, "no exchange '%.*s' in vhost '%s'",
+                   (int)m->exchange.len, (const char *)m->exchange.ptr, vh->name);
+        return;
+    }
+    if (x->internal) {
+        chan_error(ch, WN_ACCESS_REFUSED, WN_BASIC_PUBLISH,
+                   "cannot publish to internal exchange '%s' in vhost '%s'", x->name, vh->name);
+        return;
+    }
+    if (m->immediate) {
+        chan_error(ch, WN_NOT_IMPLEMENTED, WN_BASIC_PUBLISH, "immediate=true");
+        return;
+    }
+    memcpy(ch->pub_exchange, m->exchange.ptr, m->exchange.len);
+    ch->pub_exchange_len = (uint8_t)m->exchange.len;
+    memcpy(ch->pub_routing_key, m->routing_key.ptr, m->routing_key.len);
+    ch->pub_routing_key_len = (uint8_t)m->routing_key.len;
+    ch->pub_mandatory = m->mandatory;
+    ch->pub_state = PUB_AWAIT_HEADER;
+}
+
+static void publish_on_header(chan_t *ch, const wn_frame_t *f) {
+    wn_content_header_t h;
+    if (wn_content_header_decode(f->payload, f->size, &h) != 0) {
+        char octets[128];
+        conn_format_octets(f->payload, f->size, octets, sizeof octets);
+        conn_close(ch->conn, WN_FRAME_ERROR, WN_BASIC_PUBLISH, "cannot decode %s", octets);
+        return;
+    }
+    if (h.class_id != WN_CLASS_BASIC) {
+        conn_close(ch->conn, WN_UNEXPECTED_FRAME, WN_BASIC_PUBLISH,
+                   "expected content header for class 60, got one for class %u instead",
+                   h.class_id);
+        return;
+    }
+    if (h.body_size > broker.cfg.max_message_size) {
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_BASIC_PUBLISH,
+                   "message size %llu is larger than configured max size %llu",
+                   (unsigned long long)h.body_size,
+                   (unsigned long long)broker.cfg.max_message_size);
+        ch->pub_state = PUB_IDLE;
+        return;
+    }
+    /* The properties are kept exactly as sent: everything after the 12 bytes of
+     * class, weight and body size. */
+    ch->pub_msg = message_new(wn_bytes(ch->pub_exchange, ch->pub_exchange_len),
+                              wn_bytes(ch->pub_routing_key, ch->pub_routing_key_len),
+                              f->payload + 12, f->size - 12, h.body_size, &h.props);
+    if (!ch->pub_msg) {
+        chan_error(ch, WN_INTERNAL_ERROR, WN_BASIC_PUBLISH, "out of memory for a %llu-byte message",
+                   (unsigned long long)h.body_size);
+        ch->pub_state = PUB_IDLE;
+        return;
+    }
+    ch->pub_state = PUB_AWAIT_BODY;
+    if (h.body_size == 0) publish_complete(ch);
+}
+
+static void publish_on_body(chan_t *ch, const wn_frame_t *f) {
+    if (!message_append_body(ch->pub_msg, f->payload, f->size)) {
+        conn_close(ch->conn, WN_FRAME_ERROR, WN_BASIC_PUBLISH,
+                   "content body frames exceed the announced body size");
+        return;
+    }
+    if (message_complete(ch->pub_msg)) publish_complete(ch);
+}
+
+void publish_on_content(chan_t *ch, const wn_frame_t *f) {
+    if (ch->pub_state == PUB_AWAIT_HEADER && f->type == WN_FRAME_HEADER)
+        publish_on_header(ch, f);
+    else if (ch->pub_state == PUB_AWAIT_BODY && f->type == WN_FRAME_BODY)
+        publish_on_body(ch, f);
+    else if (ch->pub_state == PUB_AWAIT_HEADER)
+        conn_close(ch->conn, WN_UNEXPECTED_FRAME, WN_BASIC_PUBLISH,
+                   "expected content header for class 60, got non content header frame instead");
+    else if (ch->pub_state == PUB_AWAIT_BODY)
+        conn_close(ch->conn, WN_UNEXPECTED_FRAME, WN_BASIC_PUBLISH,
+                   "expected content body, got non content body frame instead");
+    else
+        conn_close(ch->conn, WN_UNEXPECTED_FRAME, 0,
+                   "expected method frame, got non method frame instead");
+}
+
+/* ---- confirm.select and tx ---------------------------------------------------------- */
+
+void publish_on_confirm_select(chan_t *ch, const wn_confirm_select_t *m) {
+    if (ch->tx) {
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_CONFIRM_SELECT,
+                   "cannot switch from tx to confirm mode");
+        return;
+    }
+    ch->confirm = true;
+    if (!m->nowait) {
+        wn_method_t ok = {.id = WN_CONFIRM_SELECT_OK};
+        chan_send_method(ch, &ok);
+    }
+}
+
+void publish_on_tx_select(chan_t *ch) {
+    if (ch->confirm) {
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_TX_SELECT,
+                   "cannot switch from confirm to tx mode");
+        return;
+    }
+    ch->tx = true;
+    wn_method_t ok = {.id = WN_TX_SELECT_OK};
+    chan_send_method(ch, &ok);
+}
+
+static void tx_discard_publishes(chan_t *ch) {
+    tx_publish_t *t = ch->tx_publishes;
+    while (t) {
+        tx_publish_t *next = t->next;
+        message_unref(t->msg);
+        free(t);
+        t = next;
+    }
+    ch->tx_publishes = ch->tx_publishes_tail = NULL;
+}
+
+void publish_on_tx_commit(chan_t *ch) {
+    if (!ch->tx) {
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_TX_COMMIT, "channel is not transactional");
+        return;
+    }
+    for (tx_publish_t *t = ch->tx_publishes; t; t = t->next)
+        deliver_message(ch, t->msg, t->mandatory);
+    tx_discard_publishes(ch);
+    consumer_tx_commit(ch);
+    wn_method_t ok = {.id = WN_TX_COMMIT_OK};
+    chan_send_method(ch, &ok);
+}
+
+void publish_on_tx_rollback(chan_t *ch) {
+    if (!ch->tx) {
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_TX_ROLLBACK, "channel is not transactional");
+        return;
+    }
+    tx_discard_publishes(ch);
+    consumer_tx_rollback(ch);
+    wn_method_t ok = {.id = WN_TX_ROLLBACK_OK};
+    chan_send_method(ch, &ok);
+}
+
+void publish_channel_closed(chan_t *ch) {
+    conn_t *c = ch->conn;
+    if (ch->pub_msg) message_unref(ch->pub_msg);
+    ch->pub_msg = NULL;
+    tx_discard_publishes(ch);
+    if (ch->confirm_queued) {
+        chan_t **pp = &c->confirm_list;
+        while (*pp && *pp != ch)
+            pp = &(*pp)->confirm_next;
+        if (*pp) *pp = ch->confirm_next;
+        ch->confirm_queued = false;
+    }
+}

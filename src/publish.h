@@ -1,0 +1,28 @@
+/*
+ * publish.h - basic.publish: assembling content frames into a message,
+ * routing it, mandatory returns, publisher confirms and transactions.
+ */
+#ifndef WARREN_PUBLISH_H
+#define WARREN_PUBLISH_H
+
+#include "frame.h"
+#include "methods.h"
+
+struct chan;
+struct conn;
+
+void publish_on_method(struct chan *ch, const wn_basic_publish_t *m);
+/* A content header or body frame on a channel. */
+void publish_on_content(struct chan *ch, const wn_frame_t *f);
+
+void publish_on_confirm_select(struct chan *ch, const wn_confirm_select_t *m);
+void publish_on_tx_select(struct chan *ch);
+void publish_on_tx_commit(struct chan *ch);
+void publish_on_tx_rollback(struct chan *ch);
+
+/* Send the batched basic.ack for every channel of the connection. */
+void publish_flush_confirms(struct conn *c);
+/* The channel is going away: drop a half-assembled message and tx state. */
+void publish_channel_closed(struct chan *ch);
+
+#endif

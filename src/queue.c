@@ -1,0 +1,262 @@
+/*
+ * queue.c - queue storage, consumer selection and dispatch.
+ *
+ * Owns queue_t and its ring of ready messages. Delivery itself (frames,
+ * delivery tags, prefetch windows) belongs to consumer.c; this file decides
+ * which consumer gets the next message.
+ */
+#include "queue.h"
+#include "broker.h"
+#include "connection.h"
+#include "consumer.h"
+#include "exchange.h"
+#include "log.h"
+#include "vhost.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- registry ------------------------------------------------------------ */
+
+queue_t *queue_find(vhost_t *vh, wn_bytes_t name) {
+    queue_t *q = NULL;
+    HASH_FIND(hh, vh->queues, name.len ? name.ptr : (const uint8_t *)"", name.len, q);
+    return q;
+}
+
+queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive, bool auto_delete,
+                      conn_t *owner, wn_bytes_t args) {
+    queue_t *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    q->name = malloc(name.len + 1u);
+    q->args.ptr = malloc(args.len ? args.len : 1);
+    if (!q->name || !q->args.ptr) {
+        free(q->name);
+        free((void *)q->args.ptr);
+        free(q);
+        return NULL;
+    }
+    memcpy(q->name, name.ptr, name.len);
+    q->name[name.len] = '\0';
+    q->name_len = (uint8_t)name.len;
+    if (args.len) memcpy((void *)q->args.ptr, args.ptr, args.len);
+    q->args.len = args.len;
+    q->durable = durable;
+    q->exclusive = exclusive;
+    q->auto_delete = auto_delete;
+    q->owner = exclusive ? owner : NULL;
+    q->vhost = vh;
+    q->refs = 1;
+    q->next_seq = 1;
+    if (q->owner) {
+        q->owner_next = owner->exclusive_queues;
+        owner->exclusive_queues = q;
+    }
+    HASH_ADD_KEYPTR(hh, vh->queues, q->name, q->name_len, q);
+    vh->nqueues++;
+    return q;
+}
+
+static void queue_unlink_owner(queue_t *q) {
+    if (!q->owner) return;
+    queue_t **pp = &q->owner->exclusive_queues;
+    while (*pp && *pp != q)
+        pp = &(*pp)->owner_next;
+    if (*pp) *pp = q->owner_next;
+    q->owner = NULL;
+}
+
+uint32_t queue_delete(queue_t *q) {
+    if (q->deleted) return 0;
+    q->deleted = true;
+    /* Consumers first: cancelling the last one of an auto-delete queue must
+     * not delete it a second time. */
+    while (q->consumers)
+        consumer_cancel_by_broker(q->consumers);
+    binding_remove_all_to_queue(q, &q->bindings);
+    uint32_t n = queue_purge(q);
+    queue_unlink_owner(q);
+    HASH_DELETE(hh, q->vhost->queues, q);
+    q->vhost->nqueues--;
+    queue_unref(q);
+    return n;
+}
+
+void queue_unref(queue_t *q) {
+    if (--q->refs > 0) return;
+    free(q->ring);
+    free(q->name);
+    free((void *)q->args.ptr);
+    free(q);
+}
+
+/* ---- the ring of ready messages ----------------------------------------------- */
+
+static qentry_t *ring_at(queue_t *q, uint32_t i) {
+    return &q->ring[(q->head + i) & (q->cap - 1)];
+}
+
+static bool ring_grow(queue_t *q) {
+    uint32_t cap = q->cap ? q->cap * 2 : 16;
+    qentry_t *ring = malloc(cap * sizeof *ring);
+    if (!ring) return false;
+    for (uint32_t i = 0; i < q->count; i++)
+        ring[i] = *ring_at(q, i);
+    free(q->ring);
+    q->ring = ring;
+    q->cap = cap;
+    q->head = 0;
+    return true;
+}
+
+bool queue_push(queue_t *q, message_t *m) {
+    if (q->count == q->cap && !ring_grow(q)) return false;
+    qentry_t *e = ring_at(q, q->count++);
+    e->msg = m;
+    e->seq = q->next_seq++;
+    e->flags = 0;
+    message_ref(m);
+    q->ready_bytes += m->body_len;
+    return true;
+}
+
+/* Put a delivered message back where its sequence number belongs. Requeued
+ * messages are almost always older than everything ready, so the common
+ * case is a push at the head. */
+void queue_requeue(queue_t *q, const qentry_t *e) {
+    if (q->deleted || (q->count == q->cap && !ring_grow(q))) {
+        message_unref(e->msg);
+        return;
+    }
+    uint32_t lo = 0, hi = q->count;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (ring_at(q, mid)->seq < e->seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0) {
+        q->head = (q->head - 1) & (q->cap - 1);
+    } else {
+        for (uint32_t i = q->count; i > lo; i--)
+            *ring_at(q, i) = *ring_at(q, i - 1);
+    }
+    q->count++;
+    *ring_at(q, lo) = *e;
+    ring_at(q, lo)->flags |= QENTRY_REDELIVERED;
+    q->ready_bytes += e->msg->body_len;
+}
+
+bool queue_pop(queue_t *q, qentry_t *out) {
+    if (q->count == 0) return false;
+    *out = *ring_at(q, 0);
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->count--;
+    q->ready_bytes -= out->msg->body_len;
+    return true;
+}
+
+uint32_t queue_purge(queue_t *q) {
+    uint32_t n = q->count;
+    qentry_t e;
+    while (queue_pop(q, &e))
+        message_unref(e.msg);
+    return n;
+}
+
+/* ---- consumers ------------------------------------------------------------------ */
+
+/* Insert keeping the list ordered by priority, newest last within a priority. */
+void queue_add_consumer(queue_t *q, consumer_t *c) {
+    consumer_t *after = q->consumers_tail;
+    while (after && after->priority < c->priority)
+        after = after->q_prev;
+    c->q_prev = after;
+    c->q_next = after ? after->q_next : q->consumers;
+    if (c->q_next)
+        c->q_next->q_prev = c;
+    else
+        q->consumers_tail = c;
+    if (after)
+        after->q_next = c;
+    else
+        q->consumers = c;
+    q->nconsumers++;
+    q->had_consumer = true;
+    queue_schedule_dispatch(q);
+}
+
+static void queue_unlink_consumer(queue_t *q, consumer_t *c) {
+    if (c->q_prev)
+        c->q_prev->q_next = c->q_next;
+    else
+        q->consumers = c->q_next;
+    if (c->q_next)
+        c->q_next->q_prev = c->q_prev;
+    else
+        q->consumers_tail = c->q_prev;
+    c->q_prev = c->q_next = NULL;
+}
+
+void queue_remove_consumer(queue_t *q, consumer_t *c) {
+    queue_unlink_consumer(q, c);
+    q->nconsumers--;
+    if (q->auto_delete && q->nconsumers == 0 && !q->deleted) {
+        log_debug("queue '%s' in vhost '%s': last consumer gone, auto-deleting", q->name,
+                  q->vhost->name);
+        queue_delete(q);
+    }
+}
+
+/* Round robin: the consumer just served goes behind the others of its priority. */
+static void queue_rotate(queue_t *q, consumer_t *c) {
+    consumer_t *last = c;
+    while (last->q_next && last->q_next->priority == c->priority)
+        last = last->q_next;
+    if (last == c) return;
+    queue_unlink_consumer(q, c);
+    c->q_prev = last;
+    c->q_next = last->q_next;
+    if (c->q_next)
+        c->q_next->q_prev = c;
+    else
+        q->consumers_tail = c;
+    last->q_next = c;
+}
+
+/* The first consumer, in priority order, with room for a message. Lower
+ * priorities are served only while every higher one is full (as RabbitMQ). */
+static consumer_t *queue_next_consumer(queue_t *q) {
+    for (consumer_t *c = q->consumers; c; c = c->q_next)
+        if (consumer_can_take(c)) return c;
+    return NULL;
+}
+
+static void queue_dispatch(queue_t *q) {
+    qentry_t e;
+    consumer_t *c;
+    while (q->count > 0 && (c = queue_next_consumer(q)) != NULL) {
+        queue_pop(q, &e);
+        consumer_deliver(c, &e);
+        queue_rotate(q, c);
+    }
+}
+
+void queue_schedule_dispatch(queue_t *q) {
+    if (q->dispatch_scheduled || q->deleted || !q->consumers) return;
+    q->dispatch_scheduled = true;
+    queue_ref(q);
+    q->dispatch_next = broker.dispatch_list;
+    broker.dispatch_list = q;
+}
+
+void queue_dispatch_all(void) {
+    while (broker.dispatch_list) {
+        queue_t *q = broker.dispatch_list;
+        broker.dispatch_list = q->dispatch_next;
+        q->dispatch_scheduled = false;
+        if (!q->deleted) queue_dispatch(q);
+        queue_unref(q);
+    }
+}

@@ -1,0 +1,106 @@
+/*
+ * queue.h - queues: ready messages in order, consumers, and dispatch.
+ *
+ * Ready messages sit in a ring buffer ordered by their sequence number in the
+ * queue; a requeued message goes back to where its number puts it, so order
+ * is kept across rejections and channel closes. Delivered-but-unacked
+ * messages live on the channel that received them (channel.h), holding a
+ * reference to the queue so that a deleted queue outlives its deliveries.
+ *
+ * Dispatch is deferred: anything that may let a message flow (a publish, an
+ * ack, a new consumer, a drained socket) schedules the queue, and the loop
+ * runs every scheduled queue once before it sleeps.
+ */
+#ifndef WARREN_QUEUE_H
+#define WARREN_QUEUE_H
+
+#include "bytes.h"
+#include "message.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+struct chan;
+struct conn;
+struct vhost;
+struct binding;
+
+enum { QENTRY_REDELIVERED = 1 };
+
+typedef struct qentry {
+    message_t *msg;
+    uint64_t seq; /* position in the queue */
+    uint32_t flags;
+} qentry_t;
+
+typedef struct consumer {
+    struct chan *ch;
+    struct queue *q;
+    uint8_t tag_len;
+    char tag[256];
+    bool no_ack, exclusive;
+    int32_t priority;
+    uint32_t prefetch; /* 0 = unlimited */
+    uint32_t unacked;
+    wn_bytes_t args;                  /* owned */
+    struct consumer *q_prev, *q_next; /* the queue's consumers, by priority */
+    UT_hash_handle hh;                /* the channel's consumers, by tag */
+} consumer_t;
+
+typedef struct queue {
+    char *name;
+    uint8_t name_len;
+    bool durable, exclusive, auto_delete;
+    bool deleted;
+    bool had_consumer;  /* auto-delete waits for a first consumer */
+    struct conn *owner; /* exclusive queues: the declaring connection */
+    wn_bytes_t args;    /* owned */
+    struct vhost *vhost;
+
+    qentry_t *ring; /* ready messages, ordered by seq */
+    uint32_t head, count, cap;
+    uint64_t next_seq;
+    uint64_t ready_bytes;
+    uint32_t unacked;
+
+    consumer_t *consumers, *consumers_tail;
+    uint32_t nconsumers;
+
+    struct binding *bindings; /* bindings to this queue */
+    uint64_t route_mark;      /* already in the current routing result */
+    uint32_t refs;            /* the vhost's, plus one per unacked delivery */
+    bool dispatch_scheduled;
+    struct queue *dispatch_next;
+    struct queue *owner_next; /* the owner connection's exclusive queues */
+    UT_hash_handle hh;
+} queue_t;
+
+queue_t *queue_find(struct vhost *vh, wn_bytes_t name);
+queue_t *queue_create(struct vhost *vh, wn_bytes_t name, bool durable, bool exclusive,
+                      bool auto_delete, struct conn *owner, wn_bytes_t args);
+/* Unbind, cancel consumers (with basic.cancel where the client asked for it),
+ * drop ready messages; returns how many ready messages there were. */
+uint32_t queue_delete(queue_t *q);
+void queue_unref(queue_t *q);
+static inline void queue_ref(queue_t *q) {
+    q->refs++;
+}
+
+/* Ready messages. */
+bool queue_push(queue_t *q, message_t *m);         /* takes a new reference */
+void queue_requeue(queue_t *q, const qentry_t *e); /* back in its place, redelivered */
+bool queue_pop(queue_t *q, qentry_t *out);
+uint32_t queue_purge(queue_t *q);
+
+/* Consumers. */
+void queue_add_consumer(queue_t *q, consumer_t *c);
+/* Detach a consumer; an auto-delete queue whose last consumer goes is deleted. */
+void queue_remove_consumer(queue_t *q, consumer_t *c);
+
+/* Make messages flow to consumers before the loop sleeps. */
+void queue_schedule_dispatch(queue_t *q);
+/* Run every scheduled dispatch (the loop's prepare step). */
+void queue_dispatch_all(void);
+
+#endif
