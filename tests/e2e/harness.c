@@ -85,13 +85,15 @@ static void wt_atexit_kill(void) {
     }
 }
 
-/* Only async-signal-safe calls: the watchdog may fire anywhere. */
-static void wt_watchdog(int sig) {
-    static const char msg[] = "Bail out! watchdog: the test took too long\n";
-    (void)sig;
+/* The watchdog, and SIGINT/SIGTERM/SIGHUP sent to the test itself: kill the
+ * brokers and leave. Only async-signal-safe calls, as this may run anywhere. */
+static void wt_on_signal(int sig) {
+    static const char timeout[] = "Bail out! watchdog: the test took too long\n";
+    static const char stopped[] = "Bail out! the test was stopped by a signal\n";
     for (int i = 0; i < WT_MAX_LIVE; i++)
         if (wt_live[i] && wt_live[i]->pid > 0) kill(wt_live[i]->pid, SIGKILL);
-    ssize_t n = write(STDOUT_FILENO, msg, sizeof msg - 1);
+    ssize_t n = sig == SIGALRM ? write(STDOUT_FILENO, timeout, sizeof timeout - 1)
+                               : write(STDOUT_FILENO, stopped, sizeof stopped - 1);
     (void)n;
     _exit(1);
 }
@@ -99,7 +101,10 @@ static void wt_watchdog(int sig) {
 void wt_init(unsigned seconds) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGALRM, wt_watchdog);
+    signal(SIGALRM, wt_on_signal);
+    signal(SIGINT, wt_on_signal);
+    signal(SIGTERM, wt_on_signal);
+    signal(SIGHUP, wt_on_signal);
     atexit(wt_atexit_kill);
     alarm(seconds);
 }
