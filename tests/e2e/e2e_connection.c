@@ -281,6 +281,8 @@ int main(void) {
     test_tune_defaults(&b);
     test_tune_ok_refused(&b, "frame_max 4095 below the 4096 minimum", 2047, 4095);
     test_tune_ok_refused(&b, "frame_max one above the broker's", 2047, 131073);
+    test_tune_ok_refused(&b, "frame_max 0 (no limit)", 2047, 0);
+    test_tune_ok_refused(&b, "channel_max 0 (no limit) above the broker's 2047", 0, 131072);
     test_channels(&b);
     test_channel_errors(&b);
     test_bad_login(&b);
