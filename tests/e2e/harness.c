@@ -189,32 +189,42 @@ static bool wt_use_external(wt_broker_t *b) {
     return true;
 }
 
-static bool wt_wait_listening(wt_broker_t *b) {
+/* Kill the broker if it runs and remove its temp dir, without a verdict. */
+static void wt_broker_discard(wt_broker_t *b) {
+    if (b->pid > 0) {
+        kill(b->pid, SIGKILL);
+        waitpid(b->pid, NULL, 0);
+        b->pid = 0;
+    }
+    wt_live_remove(b);
+    wt_rm_tree(b->dir);
+    b->dir[0] = '\0';
+}
+
+/* 1: listening; 0: the broker exited first (perhaps the free port was taken
+ * meanwhile, worth another try); -1: it neither listened nor exited. */
+static int wt_wait_listening(wt_broker_t *b) {
     double deadline = wt_now_ms() + 10000;
     while (wt_now_ms() < deadline) {
         int status;
         if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-            diag("the broker exited before listening (status 0x%x)", status);
+            diag("the broker exited before listening on %d (status 0x%x)", b->port, status);
             b->pid = 0;
-            return false;
+            return 0;
         }
-        if (wt_port_accepts(b->host, b->port)) return true;
+        if (wt_port_accepts(b->host, b->port)) return 1;
         wt_sleep_ms(20);
     }
     diag("the broker did not accept connections on port %d within 10 s", b->port);
-    return false;
+    return -1;
 }
 
-bool wt_broker_start(wt_broker_t *b, const char *extra_conf_lines) {
-    memset(b, 0, sizeof *b);
-    if (wt_external()) return wt_use_external(b);
+/* One attempt: a new port, dir and config, and the process. */
+static int wt_broker_try_start(wt_broker_t *b, const char *extra_conf_lines) {
+    char conf[8192];
     snprintf(b->host, sizeof b->host, "127.0.0.1");
     b->port = wt_free_port();
-    if (b->port <= 0 || !wt_make_dir(b)) {
-        ok(0, "broker starts (no temp dir or free port)");
-        return false;
-    }
-    char conf[8192];
+    if (b->port <= 0 || !wt_make_dir(b)) return -1;
     snprintf(conf, sizeof conf,
              "# written by the e2e harness\n"
              "listeners.tcp.default = 127.0.0.1:%d\n"
@@ -223,16 +233,28 @@ bool wt_broker_start(wt_broker_t *b, const char *extra_conf_lines) {
              "%s\n",
              b->port, b->dir, extra_conf_lines ? extra_conf_lines : "");
     if (!wt_write_file(b->conf_path, conf)) {
-        ok(0, "broker starts (cannot write %s)", b->conf_path);
-        return false;
+        diag("cannot write %s", b->conf_path);
+        wt_rm_tree(b->dir);
+        return -1;
     }
     b->pid = wt_spawn(b->conf_path, b->log_path);
     if (b->pid < 0) b->pid = 0;
     wt_live_add(b);
-    if (b->pid > 0 && wt_wait_listening(b)) return true;
-    ok(0, "broker starts and listens on 127.0.0.1:%d", b->port);
-    wt_broker_log_tail(b, 30);
-    wt_broker_stop(b);
+    return b->pid > 0 ? wt_wait_listening(b) : -1;
+}
+
+bool wt_broker_start(wt_broker_t *b, const char *extra_conf_lines) {
+    memset(b, 0, sizeof *b);
+    if (wt_external()) return wt_use_external(b);
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        int r = wt_broker_try_start(b, extra_conf_lines);
+        if (r == 1) return true;
+        wt_broker_log_tail(b, 30);
+        wt_broker_discard(b);
+        if (r < 0 || attempt == 3) break;
+        diag("starting the broker again on another port");
+    }
+    ok(0, "broker starts and listens on 127.0.0.1");
     return false;
 }
 
@@ -265,9 +287,7 @@ int wt_broker_stop(wt_broker_t *b) {
         b->pid = 0;
     }
     if (result != 0) wt_broker_log_tail(b, 30);
-    wt_live_remove(b);
-    wt_rm_tree(b->dir);
-    b->dir[0] = '\0';
+    wt_broker_discard(b);
     return result;
 }
 
