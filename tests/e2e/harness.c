@@ -522,9 +522,9 @@ int wt_raw_read_frame(wt_raw_t *c, wt_frame_t *f, int timeout_ms) {
 
 bool wt_decode_close(const wt_frame_t *f, wt_close_t *out) {
     wn_reader_t r;
-    if (f->type != WT_FRAME_METHOD || f->method_id != 40 + (f->class_id == 10 ? 10 : 0) ||
-        (f->class_id != 10 && f->class_id != 20))
-        return false;
+    bool connection_close = f->class_id == 10 && f->method_id == 50;
+    bool channel_close = f->class_id == 20 && f->method_id == 40;
+    if (f->type != WT_FRAME_METHOD || !(connection_close || channel_close)) return false;
     wn_reader_init(&r, f->payload + 4, f->size - 4);
     out->code = wn_get16(&r);
     wn_bytes_t text = wn_get_shortstr(&r);
