@@ -22,8 +22,13 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     (void)loop;
     (void)w;
     (void)revents;
-    queue_dispatch_all();
-    conn_flush_all();
+    /* Dispatching queues frames for connections; flushing can tear down a dead
+     * connection, whose unacked messages are requeued and must flow at once,
+     * not when the next socket event happens to wake the loop. */
+    while (broker.dispatch_list || broker.flush_list) {
+        queue_dispatch_all();
+        conn_flush_all();
+    }
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
