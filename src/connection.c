@@ -442,12 +442,14 @@ static void conn_on_tune_ok(conn_t *c, const wn_connection_tune_ok_t *m) {
                    m->frame_max, WN_FRAME_MIN_SIZE);
         return;
     }
-    if (server_frame_max != 0 && m->frame_max > server_frame_max) {
+    /* 0 asks for "no limit", which is more than a broker with a limit offered. */
+    if (server_frame_max != 0 && (m->frame_max > server_frame_max || m->frame_max == 0)) {
         conn_close(c, WN_NOT_ALLOWED, WN_CONNECTION_TUNE_OK, "frame_max=%u > %u max size",
                    m->frame_max, server_frame_max);
         return;
     }
-    if (broker.cfg.channel_max != 0 && m->channel_max > broker.cfg.channel_max) {
+    if (broker.cfg.channel_max != 0 &&
+        (m->channel_max > broker.cfg.channel_max || m->channel_max == 0)) {
         conn_close(c, WN_NOT_ALLOWED, WN_CONNECTION_TUNE_OK, "channel_max=%u > %u max channels",
                    m->channel_max, broker.cfg.channel_max);
         return;
@@ -550,7 +552,7 @@ static void conn_frame_error(conn_t *c, const uint8_t *data, size_t len) {
     uint32_t size = len >= WN_FRAME_HEADER_SIZE ? wn_load32(data + 3) : 0;
     size_t have = len > WN_FRAME_HEADER_SIZE ? len - WN_FRAME_HEADER_SIZE : 0;
 
-    if (len >= WN_FRAME_HEADER_SIZE && c->frame_max && size > c->frame_max - WN_FRAME_OVERHEAD) {
+    if (len >= WN_FRAME_HEADER_SIZE && c->frame_max && size > c->frame_max) {
         conn_close(c, WN_FRAME_ERROR, 0, "type %u, all octets = <<>>: {frame_too_large,%u,%u}",
                    type, size, c->frame_max - WN_FRAME_OVERHEAD);
         return;
@@ -697,7 +699,11 @@ static size_t conn_consume(conn_t *c, const uint8_t *data, size_t len) {
     }
     while (conn_accepts_frames(c) && used < len) {
         wn_frame_t f;
-        long n = wn_frame_parse(data + used, len - used, c->frame_max, &f);
+        /* As RabbitMQ, accept a payload of up to frame_max itself: some clients
+         * forget that frame_max counts the 8 bytes of framing. */
+        uint32_t limit =
+            c->frame_max <= UINT32_MAX - WN_FRAME_OVERHEAD ? c->frame_max + WN_FRAME_OVERHEAD : 0;
+        long n = wn_frame_parse(data + used, len - used, c->frame_max ? limit : 0, &f);
         if (n == 0) break;
         if (n < 0) {
             conn_frame_error(c, data + used, len - used);
