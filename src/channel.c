@@ -35,7 +35,6 @@ static chan_t *chan_open(conn_t *c, uint16_t id) {
     ch->conn = c;
     ch->id = id;
     ch->state = CHAN_OPEN;
-    ch->flow_active = true;
     c->chans[id] = ch;
     c->open_chans++;
     return ch;
@@ -105,12 +104,16 @@ static void chan_on_open(conn_t *c, uint16_t id) {
     chan_send(ch, WN_CHANNEL_OPEN_OK);
 }
 
+/* As RabbitMQ 3.x: a client may not stop its own deliveries with channel.flow
+ * (prefetch does that); active=false closes the connection with 540. */
 static void chan_on_flow(chan_t *ch, const wn_channel_flow_t *m) {
+    if (!m->active) {
+        conn_close(ch->conn, WN_NOT_IMPLEMENTED, WN_CHANNEL_FLOW, "active=false");
+        return;
+    }
     wn_method_t ok = {.id = WN_CHANNEL_FLOW_OK};
-    ch->flow_active = m->active;
-    if (m->active) consumer_connection_writable(ch->conn);
-    ok.u.channel_flow_ok.active = m->active;
-    conn_send_method(ch->conn, ch->id, &ok);
+    ok.u.channel_flow_ok.active = true;
+    chan_send_method(ch, &ok);
 }
 
 /* Methods of the basic, confirm and tx classes. */

@@ -27,7 +27,6 @@ typedef struct chan {
     conn_t *conn;
     uint16_t id;
     chan_state_t state;
-    bool flow_active; /* channel.flow from the client */
 
     /* A publish being assembled (publish.c). */
     chan_publish_state_t pub_state;

@@ -72,8 +72,7 @@ static delivery_t *ring_find(chan_t *ch, uint64_t tag) {
 
 bool consumer_can_take(const consumer_t *c) {
     const chan_t *ch = c->ch;
-    if (ch->state != CHAN_OPEN || ch->conn->state != CONN_OPEN || !ch->flow_active ||
-        conn_is_backed_up(ch->conn))
+    if (ch->state != CHAN_OPEN || ch->conn->state != CONN_OPEN || conn_is_backed_up(ch->conn))
         return false;
     if (c->no_ack) return true;
     if (c->prefetch && c->unacked >= c->prefetch) return false;
