@@ -28,6 +28,14 @@ need_packages() {
     $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The interop suites' Node.js and npm (amqplib itself comes from the npm
+# registry through `npm ci` in interop/node). NodeSource's nodejs bundles npm
+# and conflicts with Debian's npm, so only what is missing is installed.
+need_node() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+    need_packages nodejs npm
+}
+
 # Configure (once) and build in DIR with the given configure flags.
 build_tree() {
     local dir=$1
