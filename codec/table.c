@@ -64,6 +64,7 @@ static void table_read_value(wn_reader_t *r, wn_value_t *v) {
         v->v.i64 = (int64_t)wn_get64(r);
         break;
     case WN_FIELD_TIMESTAMP:
+    case WN_FIELD_U64:
         v->v.u64 = wn_get64(r);
         break;
     case WN_FIELD_FLOAT: {
@@ -269,6 +270,9 @@ bool wn_value_as_int(const wn_value_t *v, int64_t *out) {
     case WN_FIELD_I64:
         *out = v->v.i64;
         return true;
+    case WN_FIELD_U64:
+        *out = (int64_t)v->v.u64;
+        return v->v.u64 <= INT64_MAX;
     default:
         return false;
     }
@@ -296,6 +300,7 @@ static bool table_scalar_equal(const wn_value_t *a, const wn_value_t *b) {
         return a->v.u32 == b->v.u32;
     case WN_FIELD_I64:
     case WN_FIELD_TIMESTAMP:
+    case WN_FIELD_U64:
         return a->v.u64 == b->v.u64;
     case WN_FIELD_FLOAT:
         return memcmp(&a->v.f32, &b->v.f32, sizeof a->v.f32) == 0;
@@ -444,6 +449,7 @@ void wn_value_put(wn_writer_t *w, const wn_value_t *val) {
         break;
     case WN_FIELD_I64:
     case WN_FIELD_TIMESTAMP:
+    case WN_FIELD_U64:
         wn_put64(w, val->v.u64);
         break;
     case WN_FIELD_FLOAT:
@@ -491,4 +497,47 @@ void wn_table_put_longstr(wn_writer_t *w, const char *key, wn_bytes_t s) {
 void wn_table_put_i64(wn_writer_t *w, const char *key, int64_t i) {
     wn_value_t v = {.type = WN_FIELD_I64, .v.i64 = i};
     wn_table_put(w, key, &v);
+}
+
+const char *wn_field_type_name(uint8_t type) {
+    switch (type) {
+    case WN_FIELD_BOOL:
+        return "bool";
+    case WN_FIELD_I8:
+        return "byte";
+    case WN_FIELD_U8:
+        return "unsignedbyte";
+    case WN_FIELD_I16:
+        return "short";
+    case WN_FIELD_U16:
+        return "unsignedshort";
+    case WN_FIELD_I32:
+        return "signedint";
+    case WN_FIELD_U32:
+        return "unsignedint";
+    case WN_FIELD_I64:
+        return "long";
+    case WN_FIELD_U64:
+        return "unsignedlong";
+    case WN_FIELD_FLOAT:
+        return "float";
+    case WN_FIELD_DOUBLE:
+        return "double";
+    case WN_FIELD_DECIMAL:
+        return "decimal";
+    case WN_FIELD_LONGSTR:
+        return "longstr";
+    case WN_FIELD_ARRAY:
+        return "array";
+    case WN_FIELD_TIMESTAMP:
+        return "timestamp";
+    case WN_FIELD_TABLE:
+        return "table";
+    case WN_FIELD_VOID:
+        return "void";
+    case WN_FIELD_BYTES:
+        return "binary";
+    default:
+        return "unknown";
+    }
 }

@@ -1,6 +1,6 @@
 /*
  * table.h - AMQP field tables and field arrays, with every value type
- * RabbitMQ accepts: t b B s u I i l f d D S A T F V x.
+ * RabbitMQ accepts: t b B s u I i l L f d D S A T F V x.
  *
  * Tables are kept in their wire form. A decoder validates a table once
  * (wn_table_validate) and then hands out a wn_bytes_t over the table's
@@ -32,6 +32,7 @@ enum {
     WN_FIELD_LONGSTR = 'S',   /* 32-bit length + bytes */
     WN_FIELD_ARRAY = 'A',     /* 32-bit length + values */
     WN_FIELD_TIMESTAMP = 'T', /* unsigned 64, seconds */
+    WN_FIELD_U64 = 'L',       /* unsigned 64: not in the errata, but RabbitMQ accepts it */
     WN_FIELD_TABLE = 'F',     /* 32-bit length + entries */
     WN_FIELD_VOID = 'V',      /* no payload */
     WN_FIELD_BYTES = 'x',     /* 32-bit length + bytes */
@@ -53,7 +54,7 @@ typedef struct wn_value {
         int32_t i32;
         uint32_t u32;
         int64_t i64;
-        uint64_t u64; /* timestamp */
+        uint64_t u64; /* timestamp and unsigned 64 */
         float f32;
         double f64;
         wn_decimal_t decimal;
@@ -91,6 +92,10 @@ bool wn_array_next(wn_table_iter_t *it, wn_value_t *val);
 /* First entry named `key`; false if absent. */
 bool wn_table_get(wn_bytes_t table, const char *key, wn_value_t *val);
 size_t wn_table_count(wn_bytes_t table);
+
+/* RabbitMQ's name for a field type, as its error texts print it ("longstr",
+ * "signedint", "long", ...); "unknown" for a tag that is not a type. */
+const char *wn_field_type_name(uint8_t type);
 
 /* Integer value of any integer type (b B s u I i l), for argument checks that
  * treat integer types as one class as RabbitMQ does. False for other types. */

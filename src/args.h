@@ -15,9 +15,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* RabbitMQ's name for a field type: "longstr", "signedint", "long", ... */
-const char *args_type_name(uint8_t type);
-
 /* Format a value as RabbitMQ does in error texts: "the value '5' of type 'long'". */
 void args_describe(const wn_value_t *v, char *out, size_t len);
 
@@ -28,5 +25,9 @@ int args_check_flag(const char *name, const char *what, bool received, bool curr
 /* Compare the values of `keys` (NULL-terminated) in two argument tables. */
 int args_check_equivalent(wn_bytes_t current, wn_bytes_t received, const char *const *keys,
                           const char *what, char *err, size_t errlen);
+
+/* Validate queue.declare arguments RabbitMQ knows (x-message-ttl, x-expires,
+ * x-max-length, x-overflow, ...): -1 with "invalid arg '...' for ...: reason". */
+int args_check_queue(wn_bytes_t args, const char *what, char *err, size_t errlen);
 
 #endif

@@ -29,13 +29,17 @@ static bool reserved_name(wn_bytes_t name) {
 
 #define NAMEF(b) (int)(b).len, (const char *)(b).ptr
 
-bool chan_check_exclusive(chan_t *ch, queue_t *q, uint32_t method) {
-    if (!q->exclusive || q->owner == ch->conn) return true;
+static void exclusive_locked(chan_t *ch, const queue_t *q, uint32_t method) {
     chan_error(ch, WN_RESOURCE_LOCKED, method,
                "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be "
                "originally declared on another connection or the exclusive property value does "
                "not match that of the original declaration.",
                q->name, q->vhost->name);
+}
+
+bool chan_check_exclusive(chan_t *ch, queue_t *q, uint32_t method) {
+    if (!q->exclusive || q->owner == ch->conn) return true;
+    exclusive_locked(ch, q, method);
     return false;
 }
 
@@ -61,11 +65,11 @@ void declare_exchange(chan_t *ch, const wn_exchange_declare_t *m) {
     const exchange_ops_t *ops = exchange_type_find(m->type);
     exchange_t *x;
 
+    if (m->exchange.len == 0) {
+        chan_error(ch, WN_ACCESS_REFUSED, id, "operation not permitted on the default exchange");
+        return;
+    }
     if (m->passive) {
-        if (m->exchange.len == 0) {
-            reply(ch, WN_EXCHANGE_DECLARE_OK, m->no_wait);
-            return;
-        }
         if (find_exchange_or_404(ch, m->exchange, id))
             reply(ch, WN_EXCHANGE_DECLARE_OK, m->no_wait);
         return;
@@ -75,22 +79,18 @@ void declare_exchange(chan_t *ch, const wn_exchange_declare_t *m) {
                    NAMEF(m->type));
         return;
     }
-    if (m->exchange.len == 0) {
-        chan_error(ch, WN_ACCESS_REFUSED, id, "operation not permitted on the default exchange");
-        return;
-    }
-    if (reserved_name(m->exchange)) {
-        chan_error(ch, WN_ACCESS_REFUSED, id,
-                   "exchange name '%.*s' contains reserved prefix 'amq.*'", NAMEF(m->exchange));
-        return;
-    }
     x = exchange_find(ch->conn->vhost, m->exchange);
     if (x) {
+        /* An equivalent redeclaration is fine, amq.* exchanges included. */
         if (exchange_check_equivalent(x, ops, m->durable, m->auto_delete, m->internal, m->arguments,
                                       err, sizeof err) < 0) {
             chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
             return;
         }
+    } else if (reserved_name(m->exchange)) {
+        chan_error(ch, WN_ACCESS_REFUSED, id,
+                   "exchange name '%.*s' contains reserved prefix 'amq.*'", NAMEF(m->exchange));
+        return;
     } else if (!exchange_create(ch->conn->vhost, m->exchange, ops, m->durable, m->auto_delete,
                                 m->internal, m->arguments)) {
         chan_error(ch, WN_INTERNAL_ERROR, id, "out of memory");
@@ -106,12 +106,13 @@ void declare_exchange_delete(chan_t *ch, const wn_exchange_delete_t *m) {
         chan_error(ch, WN_ACCESS_REFUSED, id, "operation not permitted on the default exchange");
         return;
     }
-    if (reserved_name(m->exchange)) {
+    x = exchange_find(ch->conn->vhost, m->exchange);
+    if (x && x->builtin) {
         chan_error(ch, WN_ACCESS_REFUSED, id,
-                   "exchange name '%.*s' contains reserved prefix 'amq.*'", NAMEF(m->exchange));
+                   "deletion of system exchange '%s' in vhost '%s' not allowed", x->name,
+                   vh_name(ch));
         return;
     }
-    x = exchange_find(ch->conn->vhost, m->exchange);
     if (x && m->if_unused && x->bindings) {
         chan_error(ch, WN_PRECONDITION_FAILED, id, "exchange '%s' in vhost '%s' in use", x->name,
                    vh_name(ch));
@@ -119,6 +120,21 @@ void declare_exchange_delete(chan_t *ch, const wn_exchange_delete_t *m) {
     }
     if (x) exchange_delete(x);
     reply(ch, WN_EXCHANGE_DELETE_OK, m->no_wait);
+}
+
+/* Add or remove a binding from src to a queue or an exchange, then reply. */
+static void apply_binding(chan_t *ch, exchange_t *src, queue_t *q, exchange_t *dest, wn_bytes_t key,
+                          wn_bytes_t args, bool bind, uint32_t id) {
+    char err[ERRLEN];
+    if (!bind) {
+        binding_t *b = binding_find(src, q, dest, key, args);
+        if (b) binding_remove(b);
+        return;
+    }
+    if (src->ops->check_args(args, err, sizeof err) < 0)
+        chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
+    else if (!binding_add(src, q, dest, key, args))
+        chan_error(ch, WN_INTERNAL_ERROR, id, "out of memory");
 }
 
 /* Shared by exchange.bind/unbind and queue.bind/unbind. */
@@ -132,25 +148,12 @@ static bool check_binding_source(chan_t *ch, exchange_t *src, uint32_t id) {
 
 static void bind_exchange(chan_t *ch, wn_bytes_t dest_name, wn_bytes_t src_name, wn_bytes_t key,
                           wn_bytes_t args, bool bind, uint32_t id, uint32_t ok_id, bool no_wait) {
-    char err[ERRLEN];
     exchange_t *dest = find_exchange_or_404(ch, dest_name, id);
     if (!dest) return;
     exchange_t *src = find_exchange_or_404(ch, src_name, id);
     if (!src || !check_binding_source(ch, src, id) || !check_binding_source(ch, dest, id)) return;
-    if (bind) {
-        if (src->ops->check_args(args, err, sizeof err) < 0) {
-            chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
-            return;
-        }
-        if (!binding_add(src, NULL, dest, key, args)) {
-            chan_error(ch, WN_INTERNAL_ERROR, id, "out of memory");
-            return;
-        }
-    } else {
-        binding_t *b = binding_find(src, NULL, dest, key, args);
-        if (b) binding_remove(b);
-    }
-    reply(ch, ok_id, no_wait);
+    apply_binding(ch, src, NULL, dest, key, args, bind, id);
+    if (ch->state == CHAN_OPEN) reply(ch, ok_id, no_wait);
 }
 
 void declare_exchange_bind(chan_t *ch, const wn_exchange_bind_t *m) {
@@ -182,13 +185,17 @@ static const char *const queue_equivalence_keys[] = {
     NULL,
 };
 
-/* An empty name means the queue last declared on this channel, as the spec says. */
-static wn_bytes_t resolve_queue_name(chan_t *ch, wn_bytes_t name) {
-    return name.len ? name : wn_bytes(ch->last_queue, ch->last_queue_len);
-}
-
-static queue_t *find_queue_or_404(chan_t *ch, wn_bytes_t name, uint32_t method) {
-    queue_t *q = queue_find(ch->conn->vhost, name);
+queue_t *chan_find_queue(chan_t *ch, wn_bytes_t name, uint32_t method) {
+    queue_t *q;
+    /* An empty name means the queue last declared on this channel, as the spec says. */
+    if (name.len == 0) {
+        if (ch->last_queue_len == 0) {
+            chan_error(ch, WN_NOT_FOUND, method, "no previously declared queue");
+            return NULL;
+        }
+        name = wn_bytes(ch->last_queue, ch->last_queue_len);
+    }
+    q = queue_find(ch->conn->vhost, name);
     if (!q)
         chan_error(ch, WN_NOT_FOUND, method, "no queue '%.*s' in vhost '%s'", NAMEF(name),
                    vh_name(ch));
@@ -229,7 +236,10 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
     queue_t *q;
 
     if (m->passive) {
-        q = find_queue_or_404(ch, resolve_queue_name(ch, name), id);
+        q = queue_find(ch->conn->vhost, name); /* no empty-name shorthand here */
+        if (!q)
+            chan_error(ch, WN_NOT_FOUND, id, "no queue '%.*s' in vhost '%s'", NAMEF(name),
+                       vh_name(ch));
         if (!q || !chan_check_exclusive(ch, q, id)) return;
         remember_queue(ch, q);
         send_declare_ok(ch, q, m->no_wait);
@@ -246,12 +256,17 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
     q = queue_find(ch->conn->vhost, name);
     if (q) {
         if ((q->exclusive || m->exclusive) && q->owner != ch->conn) {
-            q->exclusive = true; /* report the lock either way */
-            chan_check_exclusive(ch, q, id);
+            exclusive_locked(ch, q, id);
             return;
         }
         if (!check_queue_equivalent(ch, q, m)) return;
     } else {
+        char what[400], err[ERRLEN];
+        snprintf(what, sizeof what, "queue '%.*s' in vhost '%s'", NAMEF(name), vh_name(ch));
+        if (args_check_queue(m->arguments, what, err, sizeof err) < 0) {
+            chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
+            return;
+        }
         q = queue_create(ch->conn->vhost, name, m->durable, m->exclusive, m->auto_delete, ch->conn,
                          m->arguments);
         if (!q) {
@@ -265,28 +280,19 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
 
 static void bind_queue(chan_t *ch, wn_bytes_t qname, wn_bytes_t xname, wn_bytes_t key,
                        wn_bytes_t args, bool bind, uint32_t id, uint32_t ok_id, bool no_wait) {
-    char err[ERRLEN];
-    wn_bytes_t name = resolve_queue_name(ch, qname);
-    queue_t *q = find_queue_or_404(ch, name, id);
+    queue_t *q = chan_find_queue(ch, qname, id);
     if (!q || !chan_check_exclusive(ch, q, id)) return;
+    /* As RabbitMQ, unbinding from an exchange that does not exist succeeds. */
+    if (!bind && !exchange_find(ch->conn->vhost, xname)) {
+        reply(ch, ok_id, no_wait);
+        return;
+    }
     exchange_t *x = find_exchange_or_404(ch, xname, id);
     if (!x || !check_binding_source(ch, x, id)) return;
     /* With both names empty, the routing key is the queue's name too. */
     if (qname.len == 0 && key.len == 0) key = wn_bytes(q->name, q->name_len);
-    if (bind) {
-        if (x->ops->check_args(args, err, sizeof err) < 0) {
-            chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
-            return;
-        }
-        if (!binding_add(x, q, NULL, key, args)) {
-            chan_error(ch, WN_INTERNAL_ERROR, id, "out of memory");
-            return;
-        }
-    } else {
-        binding_t *b = binding_find(x, q, NULL, key, args);
-        if (b) binding_remove(b);
-    }
-    reply(ch, ok_id, no_wait);
+    apply_binding(ch, x, q, NULL, key, args, bind, id);
+    if (ch->state == CHAN_OPEN) reply(ch, ok_id, no_wait);
 }
 
 void declare_queue_bind(chan_t *ch, const wn_queue_bind_t *m) {
@@ -300,7 +306,7 @@ void declare_queue_unbind(chan_t *ch, const wn_queue_unbind_t *m) {
 }
 
 void declare_queue_purge(chan_t *ch, const wn_queue_purge_t *m) {
-    queue_t *q = find_queue_or_404(ch, resolve_queue_name(ch, m->queue), WN_QUEUE_PURGE);
+    queue_t *q = chan_find_queue(ch, m->queue, WN_QUEUE_PURGE);
     if (!q || !chan_check_exclusive(ch, q, WN_QUEUE_PURGE)) return;
     uint32_t n = queue_purge(q);
     if (m->no_wait) return;
@@ -311,8 +317,14 @@ void declare_queue_purge(chan_t *ch, const wn_queue_purge_t *m) {
 
 void declare_queue_delete(chan_t *ch, const wn_queue_delete_t *m) {
     const uint32_t id = WN_QUEUE_DELETE;
-    queue_t *q = queue_find(ch->conn->vhost, resolve_queue_name(ch, m->queue));
+    queue_t *q;
     uint32_t n = 0;
+    if (m->queue.len == 0 && ch->last_queue_len == 0) {
+        chan_error(ch, WN_NOT_FOUND, id, "no previously declared queue");
+        return;
+    }
+    q = queue_find(ch->conn->vhost,
+                   m->queue.len ? m->queue : wn_bytes(ch->last_queue, ch->last_queue_len));
     if (q) {
         if (!chan_check_exclusive(ch, q, id)) return;
         if (m->if_unused && q->nconsumers) {

@@ -82,6 +82,7 @@ static bool headers_as_num(const wn_value_t *v, headers_num_t *n) {
         n->f = v->v.f64;
         return true;
     case WN_FIELD_TIMESTAMP:
+    case WN_FIELD_U64:
         n->mag = v->v.u64;
         return true;
     default:
@@ -242,48 +243,6 @@ static void headers_puts(headers_out_t *o, const char *s) {
     headers_put(o, s, strlen(s));
 }
 
-/* Erlang's atom for each field type, as rabbit_binary_parser names them. */
-static const char *headers_type_name(uint8_t type) {
-    switch (type) {
-    case WN_FIELD_BOOL:
-        return "bool";
-    case WN_FIELD_I8:
-        return "byte";
-    case WN_FIELD_U8:
-        return "unsignedbyte";
-    case WN_FIELD_I16:
-        return "short";
-    case WN_FIELD_U16:
-        return "unsignedshort";
-    case WN_FIELD_I32:
-        return "signedint";
-    case WN_FIELD_U32:
-        return "unsignedint";
-    case WN_FIELD_I64:
-        return "long";
-    case WN_FIELD_FLOAT:
-        return "float";
-    case WN_FIELD_DOUBLE:
-        return "double";
-    case WN_FIELD_DECIMAL:
-        return "decimal";
-    case WN_FIELD_LONGSTR:
-        return "longstr";
-    case WN_FIELD_ARRAY:
-        return "array";
-    case WN_FIELD_TIMESTAMP:
-        return "timestamp";
-    case WN_FIELD_TABLE:
-        return "table";
-    case WN_FIELD_VOID:
-        return "void";
-    case WN_FIELD_BYTES:
-        return "binary";
-    default:
-        return "unknown";
-    }
-}
-
 /* The escape ~p writes for a printable control character, or NULL. */
 static const char *headers_escape(uint8_t c) {
     switch (c) {
@@ -412,7 +371,7 @@ static void headers_term_list(headers_out_t *o, wn_bytes_t body, bool is_array) 
             headers_term_binary(o, key);
             headers_puts(o, ",");
         }
-        headers_puts(o, headers_type_name(v.type));
+        headers_puts(o, wn_field_type_name(v.type));
         headers_puts(o, ",");
         headers_term(o, &v);
         headers_puts(o, "}");
@@ -446,6 +405,7 @@ static void headers_term(headers_out_t *o, const wn_value_t *v) {
         headers_puts(o, "undefined");
         return;
     case WN_FIELD_TIMESTAMP:
+    case WN_FIELD_U64:
         snprintf(num, sizeof num, "%" PRIu64, v->v.u64);
         break;
     case WN_FIELD_DECIMAL:
@@ -470,7 +430,7 @@ int headers_check_binding_args(wn_bytes_t args, char *err, size_t errlen) {
         headers_puts(&o, "; expected all, any, all-with-x, or any-with-x");
     } else {
         headers_puts(&o, "Invalid x-match field type ");
-        headers_puts(&o, headers_type_name(xm.type));
+        headers_puts(&o, wn_field_type_name(xm.type));
         headers_puts(&o, " (value ");
         headers_term(&o, &xm);
         headers_puts(&o, "); expected longstr");
