@@ -64,6 +64,11 @@ void chan_error(chan_t *ch, uint16_t code, uint32_t method_id, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
     va_end(ap);
+    /* Hard-error codes (540 NOT_IMPLEMENTED, ...) close the connection, as in RabbitMQ. */
+    if (wn_reply_is_hard_error(code)) {
+        conn_close(ch->conn, code, method_id, "%s", text + n);
+        return;
+    }
     log_error("channel error on connection %s, channel %u: %s", ch->conn->name, ch->id, text);
     m.u.channel_close.reply_code = code;
     m.u.channel_close.reply_text = wn_cstr(text);

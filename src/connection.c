@@ -132,7 +132,7 @@ bool conn_is_backed_up(const conn_t *c) {
 
 void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
     uint32_t max_body = c->frame_max ? c->frame_max - WN_FRAME_OVERHEAD : 131072;
-    const uint8_t *body = msg->data + msg->exchange_len + msg->routing_key_len + msg->props_len;
+    const uint8_t *body = message_body(msg);
     uint8_t *p;
 
     conn_send_method(c, channel, m);
@@ -202,7 +202,17 @@ static void conn_start_draining(conn_t *c) {
     ev_timer_start(broker.loop, &c->timer);
 }
 
+/* A closing connection gives back what it holds at once: unacked messages go
+ * back to their queues and exclusive queues go away before the client sees
+ * close-ok, so the next client finds them in their final state. */
+static void conn_release(conn_t *c) {
+    chan_close_all(c);
+    while (c->exclusive_queues)
+        queue_delete(c->exclusive_queues);
+}
+
 static void conn_flush(conn_t *c) {
+    if (c->state >= CONN_CLOSING) conn_release(c);
     if (c->state == CONN_DEAD) {
         conn_destroy(c);
         return;

@@ -288,17 +288,11 @@ static bool consumer_priority_arg(chan_t *ch, wn_bytes_t args, int32_t *prio) {
 }
 
 void consumer_on_consume(chan_t *ch, const wn_basic_consume_t *m) {
-    wn_bytes_t qname = m->queue.len ? m->queue : wn_bytes(ch->last_queue, ch->last_queue_len);
-    queue_t *q = queue_find(ch->conn->vhost, qname);
+    queue_t *q = chan_find_queue(ch, m->queue, WN_BASIC_CONSUME);
     char tag[256];
     int32_t prio;
 
-    if (!q) {
-        chan_error(ch, WN_NOT_FOUND, WN_BASIC_CONSUME, "no queue '%.*s' in vhost '%s'",
-                   (int)qname.len, (const char *)qname.ptr, ch->conn->vhost->name);
-        return;
-    }
-    if (!chan_check_exclusive(ch, q, WN_BASIC_CONSUME)) return;
+    if (!q || !chan_check_exclusive(ch, q, WN_BASIC_CONSUME)) return;
     if (m->consumer_tag.len) {
         memcpy(tag, m->consumer_tag.ptr, m->consumer_tag.len);
         tag[m->consumer_tag.len] = '\0';
@@ -369,16 +363,10 @@ void consumer_on_qos(chan_t *ch, const wn_basic_qos_t *m) {
 }
 
 void consumer_on_get(chan_t *ch, const wn_basic_get_t *m) {
-    wn_bytes_t qname = m->queue.len ? m->queue : wn_bytes(ch->last_queue, ch->last_queue_len);
-    queue_t *q = queue_find(ch->conn->vhost, qname);
+    queue_t *q = chan_find_queue(ch, m->queue, WN_BASIC_GET);
     qentry_t e;
 
-    if (!q) {
-        chan_error(ch, WN_NOT_FOUND, WN_BASIC_GET, "no queue '%.*s' in vhost '%s'", (int)qname.len,
-                   (const char *)qname.ptr, ch->conn->vhost->name);
-        return;
-    }
-    if (!chan_check_exclusive(ch, q, WN_BASIC_GET)) return;
+    if (!q || !chan_check_exclusive(ch, q, WN_BASIC_GET)) return;
     if (!queue_pop(q, &e)) {
         wn_method_t empty = {.id = WN_BASIC_GET_EMPTY};
         chan_send_method(ch, &empty);

@@ -73,6 +73,7 @@ exchange_t *exchange_create(vhost_t *vh, wn_bytes_t name, const exchange_ops_t *
 }
 
 void exchange_delete(exchange_t *x) {
+    x->auto_delete = false; /* removing its last binding must not delete it twice */
     while (x->bindings)
         binding_remove(x->bindings);
     while (x->dest_bindings)
@@ -101,6 +102,7 @@ int exchange_declare_builtins(vhost_t *vh) {
                                         false, (wn_bytes_t){NULL, 0});
         if (!x) return -1;
         x->is_default = builtins[i].name[0] == '\0';
+        x->builtin = true;
     }
     return 0;
 }
@@ -255,39 +257,36 @@ void route_ctx_add(route_ctx_t *ctx, binding_t *b) {
         route_push_exchange(ctx, b->exchange);
 }
 
-/* Sender-selected distribution: CC and BCC headers name more routing keys. */
-static void route_one_exchange(exchange_t *x, const route_msg_t *msg, route_ctx_t *ctx) {
-    static const char *const extra[] = {"CC", "BCC"};
-    wn_value_t v;
-
+static void route_key(exchange_t *x, const route_msg_t *msg, wn_bytes_t key, route_ctx_t *ctx) {
     if (x->is_default) {
-        queue_t *q = queue_find(x->vhost, msg->routing_key);
+        queue_t *q = queue_find(x->vhost, key);
         if (q) {
             ctx->found = true;
             route_push_queue(ctx, q);
         }
-    } else {
-        x->ops->route(x, msg, ctx);
+        return;
     }
-    for (int i = 0; i < 2; i++) {
-        if (!wn_table_get(msg->headers, extra[i], &v) || v.type != WN_FIELD_ARRAY) continue;
-        wn_table_iter_t it;
-        wn_value_t key;
-        wn_array_iter_init(&it, v.v.bytes);
-        while (wn_array_next(&it, &key)) {
-            if (key.type != WN_FIELD_LONGSTR || key.v.bytes.len > 255) continue;
-            route_msg_t cc = {key.v.bytes, msg->headers};
-            if (x->is_default) {
-                queue_t *q = queue_find(x->vhost, cc.routing_key);
-                if (q) {
-                    ctx->found = true;
-                    route_push_queue(ctx, q);
-                }
-            } else {
-                x->ops->route(x, &cc, ctx);
-            }
-        }
-    }
+    route_msg_t one = {key, msg->headers, {NULL, 0}};
+    x->ops->route(x, &one, ctx);
+}
+
+/* Every longstr in an array body is one more routing key. */
+static void route_keys(exchange_t *x, const route_msg_t *msg, wn_bytes_t array, route_ctx_t *ctx) {
+    wn_table_iter_t it;
+    wn_value_t key;
+    wn_array_iter_init(&it, array);
+    while (wn_array_next(&it, &key))
+        if (key.type == WN_FIELD_LONGSTR && key.v.bytes.len <= 255)
+            route_key(x, msg, key.v.bytes, ctx);
+}
+
+/* Sender-selected distribution: CC and BCC headers name more routing keys. */
+static void route_one_exchange(exchange_t *x, const route_msg_t *msg, route_ctx_t *ctx) {
+    wn_value_t cc;
+    route_key(x, msg, msg->routing_key, ctx);
+    if (wn_table_get(msg->headers, "CC", &cc) && cc.type == WN_FIELD_ARRAY)
+        route_keys(x, msg, cc.v.bytes, ctx);
+    if (msg->bcc.len) route_keys(x, msg, msg->bcc, ctx);
 }
 
 void exchange_route(exchange_t *x, const route_msg_t *msg, route_result_t *out) {

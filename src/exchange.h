@@ -38,7 +38,8 @@ typedef struct binding {
 /* Everything a message is routed by. */
 typedef struct route_msg {
     wn_bytes_t routing_key;
-    wn_bytes_t headers; /* table body, may be empty */
+    wn_bytes_t headers; /* table body, may be empty; its CC array adds keys */
+    wn_bytes_t bcc;     /* array body of BCC keys, may be empty */
 } route_msg_t;
 
 /* The queues a message goes to. */
@@ -69,6 +70,7 @@ typedef struct exchange {
     uint8_t name_len;
     bool durable, auto_delete, internal;
     bool is_default; /* "": routes to the queue named by the routing key */
+    bool builtin;    /* "" and amq.*: cannot be deleted */
     const exchange_ops_t *ops;
     wn_bytes_t args;          /* owned */
     wn_bytes_t alternate;     /* alternate-exchange argument (points into args) */

@@ -8,13 +8,16 @@
 #include <string.h>
 
 message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_t *props,
-                       uint32_t props_len, uint64_t body_len, const wn_basic_props_t *decoded) {
-    size_t size = sizeof(message_t) + exchange.len + routing_key.len + props_len + body_len;
+                       uint32_t props_len, wn_bytes_t bcc, uint64_t body_len,
+                       const wn_basic_props_t *decoded) {
+    size_t size =
+        sizeof(message_t) + exchange.len + routing_key.len + props_len + bcc.len + body_len;
     if (body_len > SIZE_MAX / 2) return NULL;
     message_t *m = malloc(size);
     if (!m) return NULL;
     m->refs = 1;
     m->props_len = props_len;
+    m->bcc_len = bcc.len;
     m->body_len = body_len;
     m->body_received = 0;
     m->exchange_len = (uint8_t)exchange.len;
@@ -24,6 +27,7 @@ message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_
     memcpy(m->data, exchange.ptr, exchange.len);
     memcpy(m->data + exchange.len, routing_key.ptr, routing_key.len);
     if (props_len) memcpy(m->data + exchange.len + routing_key.len, props, props_len);
+    if (bcc.len) memcpy(m->data + exchange.len + routing_key.len + props_len, bcc.ptr, bcc.len);
     return m;
 }
 
@@ -33,7 +37,7 @@ void message_unref(message_t *m) {
 
 bool message_append_body(message_t *m, const uint8_t *p, size_t n) {
     if (n > m->body_len - m->body_received) return false;
-    memcpy(message_body(m) + m->body_received, p, n);
+    memcpy((uint8_t *)message_body(m) + m->body_received, p, n);
     m->body_received += n;
     return true;
 }

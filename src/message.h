@@ -3,7 +3,8 @@
  * is routed to.
  *
  * One allocation holds the header, the exchange name, the routing key, the
- * encoded basic properties exactly as the publisher sent them, and the body.
+ * encoded basic properties exactly as the publisher sent them (less a BCC
+ * header, which RabbitMQ never delivers), the BCC keys, and the body.
  * Queues and unacknowledged deliveries hold references; the last release
  * frees it. Properties are forwarded to consumers byte-for-byte, so headers
  * tables are never decoded and rebuilt on the way through.
@@ -18,7 +19,8 @@
 
 typedef struct message {
     uint32_t refs;
-    uint32_t props_len; /* property flags word(s) + properties, as published */
+    uint32_t props_len; /* property flags word(s) + properties, as delivered */
+    uint32_t bcc_len;   /* BCC routing keys (array body), kept for routing only */
     uint64_t body_len;
     uint64_t body_received; /* bytes of body filled in so far, while publishing */
     uint8_t exchange_len;
@@ -31,7 +33,8 @@ typedef struct message {
 /* A message for a publish whose content header has arrived; the body is
  * filled in by message_append_body. NULL if memory is short. */
 message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_t *props,
-                       uint32_t props_len, uint64_t body_len, const wn_basic_props_t *decoded);
+                       uint32_t props_len, wn_bytes_t bcc, uint64_t body_len,
+                       const wn_basic_props_t *decoded);
 
 static inline void message_ref(message_t *m) {
     m->refs++;
@@ -47,8 +50,11 @@ static inline wn_bytes_t message_routing_key(const message_t *m) {
 static inline const uint8_t *message_props(const message_t *m) {
     return m->data + m->exchange_len + m->routing_key_len;
 }
-static inline uint8_t *message_body(message_t *m) {
-    return m->data + m->exchange_len + m->routing_key_len + m->props_len;
+static inline wn_bytes_t message_bcc(const message_t *m) {
+    return wn_bytes(m->data + m->exchange_len + m->routing_key_len + m->props_len, m->bcc_len);
+}
+static inline const uint8_t *message_body(const message_t *m) {
+    return m->data + m->exchange_len + m->routing_key_len + m->props_len + m->bcc_len;
 }
 static inline bool message_complete(const message_t *m) {
     return m->body_received == m->body_len;
@@ -62,7 +68,8 @@ wn_bytes_t message_headers(const message_t *m);
 
 /* Bytes a message costs, for memory accounting. */
 static inline size_t message_size(const message_t *m) {
-    return sizeof *m + m->exchange_len + m->routing_key_len + m->props_len + m->body_len;
+    return sizeof *m + m->exchange_len + m->routing_key_len + m->props_len + m->bcc_len +
+           m->body_len;
 }
 
 #endif

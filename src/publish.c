@@ -15,7 +15,11 @@
 #include "log.h"
 #include "message.h"
 #include "queue.h"
+#include "table.h"
 #include "vhost.h"
+
+#include <inttypes.h>
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +86,7 @@ static void send_return(chan_t *ch, message_t *msg) {
 static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory) {
     vhost_t *vh = ch->conn->vhost;
     exchange_t *x = exchange_find(vh, message_exchange(msg));
-    route_msg_t rm = {message_routing_key(msg), message_headers(msg)};
+    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
     bool stored = true;
 
     if (!x) return true; /* deleted since the publish was accepted: unroutable */
@@ -157,6 +161,107 @@ void publish_on_method(chan_t *ch, const wn_basic_publish_t *m) {
     ch->pub_state = PUB_AWAIT_HEADER;
 }
 
+#define MAX_EXPIRY 4294967295LL /* RabbitMQ's longest timer, in ms */
+
+/* The expiration property: a decimal number of milliseconds, as RabbitMQ
+ * parses it (an optional sign, then digits). 0, or -1 with RabbitMQ's reason. */
+static int publish_check_expiration(wn_bytes_t e, char *why, size_t len) {
+    size_t i = 0;
+    bool neg = false;
+    long long v = 0;
+    if (i < e.len && (e.ptr[i] == '-' || e.ptr[i] == '+')) neg = e.ptr[i++] == '-';
+    if (i == e.len) goto no_integer;
+    for (; i < e.len; i++) {
+        if (e.ptr[i] < '0' || e.ptr[i] > '9') goto no_integer;
+        if (v <= MAX_EXPIRY) v = v * 10 + (e.ptr[i] - '0');
+    }
+    if (neg && v != 0) {
+        snprintf(why, len, "{value_negative,-%lld}", v);
+        return -1;
+    }
+    if (v > MAX_EXPIRY) {
+        snprintf(why, len, "{value_too_large,%lld}", v);
+        return -1;
+    }
+    return 0;
+no_integer:
+    snprintf(why, len, "no_integer");
+    return -1;
+}
+
+/* RabbitMQ's checks on published properties; false after a 406. */
+static bool publish_check_props(chan_t *ch, const wn_basic_props_t *p) {
+    static const char *const routing_headers[] = {"CC", "BCC"};
+    const char *user = ch->conn->user->name;
+    wn_value_t v;
+
+    if ((p->flags & WN_BASIC_USER_ID_FLAG) && !wn_bytes_eq_cstr(p->user_id, user)) {
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_BASIC_PUBLISH,
+                   "user_id property set to '%.*s' but authenticated user was '%s'",
+                   (int)p->user_id.len, (const char *)p->user_id.ptr, user);
+        return false;
+    }
+    if (p->flags & WN_BASIC_EXPIRATION_FLAG) {
+        char why[64];
+        if (publish_check_expiration(p->expiration, why, sizeof why) < 0) {
+            chan_error(ch, WN_PRECONDITION_FAILED, WN_BASIC_PUBLISH,
+                       "invalid expiration '%.*s': %s", (int)p->expiration.len,
+                       (const char *)p->expiration.ptr, why);
+            return false;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!(p->flags & WN_BASIC_HEADERS_FLAG) ||
+            !wn_table_get(p->headers, routing_headers[i], &v) || v.type == WN_FIELD_ARRAY)
+            continue;
+        chan_error(ch, WN_PRECONDITION_FAILED, WN_BASIC_PUBLISH,
+                   "invalid message: {unacceptable_type_in_header,\"%s\",%s}", routing_headers[i],
+                   wn_field_type_name(v.type));
+        return false;
+    }
+    return true;
+}
+
+/* A copy of a headers table body without its BCC entries. */
+static size_t headers_without_bcc(wn_bytes_t headers, uint8_t *out, size_t cap) {
+    wn_writer_t w;
+    wn_table_iter_t it;
+    wn_bytes_t key;
+    wn_value_t v;
+    wn_writer_init(&w, out, cap);
+    wn_table_iter_init(&it, headers);
+    while (wn_table_next(&it, &key, &v)) {
+        if (wn_bytes_eq_cstr(key, "BCC")) continue;
+        wn_put_shortstr(&w, key);
+        wn_value_put(&w, &v);
+    }
+    return w.len;
+}
+
+/* Allocate the message for a publish whose content header is h. */
+static bool publish_new_message(chan_t *ch, const wn_frame_t *f, wn_content_header_t *h) {
+    wn_bytes_t exchange = wn_bytes(ch->pub_exchange, ch->pub_exchange_len);
+    wn_bytes_t rk = wn_bytes(ch->pub_routing_key, ch->pub_routing_key_len);
+    wn_value_t bcc;
+
+    if (!(h->props.flags & WN_BASIC_HEADERS_FLAG) || !wn_table_get(h->props.headers, "BCC", &bcc)) {
+        ch->pub_msg = message_new(exchange, rk, f->payload + 12, f->size - 12,
+                                  (wn_bytes_t){NULL, 0}, h->body_size, &h->props);
+        return ch->pub_msg != NULL;
+    }
+    /* Rare: re-encode the properties with the BCC header left out. */
+    uint8_t *buf = malloc(2 * (size_t)f->size);
+    if (!buf) return false;
+    h->props.headers = wn_bytes(buf, headers_without_bcc(h->props.headers, buf, f->size));
+    uint8_t *enc = buf + f->size;
+    size_t n = wn_content_header_encode(h, enc, f->size);
+    ch->pub_msg = n >= 12 ? message_new(exchange, rk, enc + 12, (uint32_t)(n - 12), bcc.v.bytes,
+                                        h->body_size, &h->props)
+                          : NULL;
+    free(buf);
+    return ch->pub_msg != NULL;
+}
+
 static void publish_on_header(chan_t *ch, const wn_frame_t *f) {
     wn_content_header_t h;
     if (wn_content_header_decode(f->payload, f->size, &h) != 0) {
@@ -179,12 +284,13 @@ static void publish_on_header(chan_t *ch, const wn_frame_t *f) {
         ch->pub_state = PUB_IDLE;
         return;
     }
-    /* The properties are kept exactly as sent: everything after the 12 bytes of
-     * class, weight and body size. */
-    ch->pub_msg = message_new(wn_bytes(ch->pub_exchange, ch->pub_exchange_len),
-                              wn_bytes(ch->pub_routing_key, ch->pub_routing_key_len),
-                              f->payload + 12, f->size - 12, h.body_size, &h.props);
-    if (!ch->pub_msg) {
+    if (!publish_check_props(ch, &h.props)) {
+        ch->pub_state = PUB_IDLE;
+        return;
+    }
+    /* The properties are kept exactly as sent (everything after the 12 bytes of
+     * class, weight and body size), unless a BCC header must come out. */
+    if (!publish_new_message(ch, f, &h)) {
         chan_error(ch, WN_INTERNAL_ERROR, WN_BASIC_PUBLISH, "out of memory for a %llu-byte message",
                    (unsigned long long)h.body_size);
         ch->pub_state = PUB_IDLE;

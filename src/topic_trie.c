@@ -248,8 +248,9 @@ static void topic_prune(topic_trie_t *t, topic_node_t *n) {
 
 /* ---- words ---------------------------------------------------------------- */
 
-/* Splits a key into words as RabbitMQ does: "" is one empty word, "a." is
- * "a" and "", so n dots always make n + 1 words. */
+/* Splits a key into words as RabbitMQ does: "" has no words at all, and
+ * otherwise n dots make n + 1 words ("a." is "a" and "", "." is two empty
+ * words). So "*" does not match "", while "#" does. */
 typedef struct topic_words {
     const uint8_t *p, *end;
     bool done;
@@ -258,7 +259,7 @@ typedef struct topic_words {
 static void topic_words_init(topic_words_t *it, const uint8_t *key, size_t len) {
     it->p = key;
     it->end = key + len;
-    it->done = false;
+    it->done = len == 0;
 }
 
 static bool topic_words_next(topic_words_t *it, const uint8_t **w, size_t *len) {

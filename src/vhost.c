@@ -66,10 +66,7 @@ void vhost_free_all(vhost_registry_t *reg) {
         queue_t *q, *qtmp;
         exchange_t *x, *xtmp;
         HASH_ITER(hh, vh->queues, q, qtmp) queue_delete(q);
-        HASH_ITER(hh, vh->exchanges, x, xtmp) {
-            x->auto_delete = false;
-            exchange_delete(x);
-        }
+        HASH_ITER(hh, vh->exchanges, x, xtmp) exchange_delete(x);
         free_permissions(vh->permissions);
         free(vh->name);
         free(vh);
