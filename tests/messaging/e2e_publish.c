@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "messaging/mhelp.h"
 
 static bool anon_queue(amqp_connection_state_t c, char *out, size_t cap) {
@@ -85,6 +86,78 @@ static void sizes_between(const wt_broker_t *b, int pub_fm, int sub_fm) {
     }
     mh_close(pub);
     mh_close(sub);
+}
+
+/* basic.get over a raw connection: the sizes of the body frames that carry
+ * the message, into sizes (at most cap), their count returned; -1 if the
+ * get-ok, the content header or a body frame did not come as it should. */
+static int raw_get_body_frames(wt_raw_t *r, const char *q, uint64_t *body_size, uint32_t *sizes,
+                               int cap) {
+    uint8_t args[300];
+    wn_writer_t w;
+    wt_frame_t f;
+    wn_writer_init(&w, args, sizeof args);
+    wn_put16(&w, 0);
+    wn_put_shortstr(&w, wn_cstr(q));
+    wn_put8(&w, 1); /* no-ack */
+    if (!wt_raw_send_method(r, 1, 60, 70, args, w.len)) return -1;
+    if (wt_raw_read_frame(r, &f, 3000) != WT_OK || f.class_id != 60 || f.method_id != 71) return -1;
+    if (wt_raw_read_frame(r, &f, 3000) != WT_OK || f.type != WT_FRAME_HEADER || f.size < 12)
+        return -1;
+    *body_size = wn_load64(f.payload + 4);
+    uint64_t got = 0;
+    int n = 0;
+    while (got < *body_size) {
+        if (wt_raw_read_frame(r, &f, 3000) != WT_OK || f.type != WT_FRAME_BODY) return -1;
+        if (n < cap) sizes[n] = f.size;
+        n++;
+        got += f.size;
+    }
+    return n;
+}
+
+/* How the broker itself frames a body for a client with frame_max 4096: a
+ * body frame carries at most frame_max - 8 bytes, so 4088 bytes take one
+ * frame, 4089 two (4088 + 1), and an empty body none at all. */
+static void test_body_frames(const wt_broker_t *b) {
+    static const struct {
+        size_t size;
+        int frames;
+        uint32_t first, last;
+    } cases[] = {{0, 0, 0, 0},
+                 {1, 1, 1, 1},
+                 {4088, 1, 4088, 4088},
+                 {4089, 2, 4088, 1},
+                 {10000, 3, 4088, 1824}};
+    amqp_connection_state_t c = mh_connect(b);
+    wt_raw_t *r = calloc(1, sizeof *r);
+    wt_raw_login_t l = wt_raw_login_defaults();
+    l.frame_max = 4096;
+    l.heartbeat = 0;
+    bool up = c && wt_raw_handshake(r, b, &l, NULL) == WT_HS_OPEN && wt_raw_channel_open(r, 1);
+    ok(up, "a raw connection with frame_max 4096 and a librabbitmq publisher");
+    const char *q = mh_name("q-frames");
+    if (up && mh_queue(c, 1, q, false)) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            amqp_bytes_t body = make_body(cases[i].size);
+            mh_publish_ex(c, 1, "", q, false, false, body, NULL);
+            free(body.bytes);
+            mh_sync(c, 1);
+            uint32_t sizes[8] = {0};
+            uint64_t body_size = 0;
+            int n = raw_get_body_frames(r, q, &body_size, sizes, 8);
+            ok(n == cases[i].frames && body_size == cases[i].size &&
+                   (n == 0 || (sizes[0] == cases[i].first && sizes[n - 1] == cases[i].last)),
+               "a %zu-byte body reaches a frame_max 4096 client in %d body frame(s) (got %d: "
+               "%u ... %u, header says %llu)",
+               cases[i].size, cases[i].frames, n, sizes[0], n > 0 ? sizes[n - 1] : 0,
+               (unsigned long long)body_size);
+        }
+        mh_queue_delete(c, 1, q);
+    }
+    wt_raw_close(r);
+    free(r);
+    mh_close(c);
 }
 
 /* ---- properties ---------------------------------------------------------------------- */
@@ -361,6 +434,7 @@ int main(void) {
     sizes_between(&b, 131072, 131072);
     sizes_between(&b, 4096, 131072);
     sizes_between(&b, 131072, 4096);
+    test_body_frames(&b);
     test_properties(&b);
     test_u64_header(&b);
     test_publish_checks(&b);
