@@ -107,7 +107,7 @@ static void test_tags(const wt_broker_t *b) {
     ok(r && mh_bytes_eq(r->consumer_tag, "my-tag"), "a client-chosen tag is echoed in consume-ok");
     fill(c, q, 1, 2);
     seen_t s;
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 2 && ((strcmp(s.consumer[0], tag) == 0 && strcmp(s.consumer[1], "my-tag") == 0) ||
                     (strcmp(s.consumer[1], tag) == 0 && strcmp(s.consumer[0], "my-tag") == 0)),
        "each consumer's deliveries carry its tag (%d deliveries: '%s', '%s')", s.n, s.consumer[0],
@@ -133,7 +133,7 @@ static void test_no_ack_and_exclusive(const wt_broker_t *b) {
     fill(c, q, 1, 3);
     mh_rpc(c, 2, consume(c, 2, q, "noack", 1, 0, amqp_empty_table), "a no-ack consumer");
     seen_t s;
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 3 && s.tag[0] == 1 && s.tag[1] == 2 && s.tag[2] == 3 && !s.redelivered[0],
        "it gets all 3 messages, delivery tags 1, 2, 3 (%d)", s.n);
     amqp_channel_close(c, 2, AMQP_REPLY_SUCCESS);
@@ -178,7 +178,7 @@ static void test_cancel(const wt_broker_t *b) {
     mh_rpc(c, 1, consume(c, 1, q, "c2", 1, 0, amqp_empty_table), "consumer c2");
     send_cancel_nowait(c, 1, "c2");
     fill(c, q, 2, 1);
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 0 && s.others == 0, "basic.cancel nowait: no cancel-ok and no deliveries (%d, %d)",
        s.n, s.others);
     ok(mh_count(c, 1, q, NULL) == 1, "the message stays in the queue");
@@ -219,7 +219,7 @@ static void test_get(const wt_broker_t *b) {
     fill(c, q, 4, 2);
     mh_rpc(c, 1, consume(c, 1, q, "after-get", 0, 0, amqp_empty_table), "consume after the gets");
     seen_t s;
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 2 && s.tag[0] == 4 && s.tag[1] == 5,
        "the consumer's delivery tags continue after the gets' (4, 5; got %d: %llu, %llu)", s.n,
        (unsigned long long)s.tag[0], (unsigned long long)s.tag[1]);
@@ -251,7 +251,7 @@ static void test_round_robin(const wt_broker_t *b) {
     mh_rpc(c, 3, consume(c, 3, q, "b", 1, 0, amqp_empty_table), "consumer b on channel 3");
     fill(c, q, 1, 6);
     seen_t s;
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 6, "6 messages delivered (%d)", s.n);
     bodies_on(&s, 2, got, sizeof got);
     ok(strcmp(got, "1,3,5") == 0, "consumer a gets 1,3,5 (got %s)", got);
@@ -276,7 +276,7 @@ static void test_prefetch(const wt_broker_t *b) {
     mh_rpc(c, 2, consume(c, 2, q1, "p1", 0, 0, amqp_empty_table), "consumer p1");
     mh_rpc(c, 2, consume(c, 2, q2, "p2", 0, 0, amqp_empty_table), "consumer p2");
     seen_t s;
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     int n1 = 0, n2 = 0;
     for (int i = 0; i < s.n; i++) {
         n1 += strcmp(s.consumer[i], "p1") == 0;
@@ -288,7 +288,7 @@ static void test_prefetch(const wt_broker_t *b) {
     for (int i = 0; i < s.n && !first_p1; i++)
         if (strcmp(s.consumer[i], "p1") == 0) first_p1 = s.tag[i];
     amqp_basic_ack(c, 2, first_p1, 0);
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 1 && strcmp(s.consumer[0], "p1") == 0,
        "acking one of p1's brings exactly one more, to p1 (%d, '%s')", s.n, s.consumer[0]);
     amqp_channel_close(c, 2, AMQP_REPLY_SUCCESS);
@@ -298,14 +298,14 @@ static void test_prefetch(const wt_broker_t *b) {
     mh_rpc(c, 3, amqp_basic_qos(c, 3, 0, 4, 1), "basic.qos prefetch 4, global=true");
     mh_rpc(c, 3, consume(c, 3, q1, "g1", 0, 0, amqp_empty_table), "consumer g1");
     mh_rpc(c, 3, consume(c, 3, q2, "g2", 0, 0, amqp_empty_table), "consumer g2");
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 4, "per-channel prefetch 4: 4 deliveries in all before acks (%d)", s.n);
     amqp_basic_ack(c, 3, s.tag[0], 0);
     amqp_basic_ack(c, 3, s.tag[1], 0);
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 2, "acking two brings exactly two more (%d)", s.n);
     amqp_basic_ack(c, 3, 0, 1);
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 4, "acking all (tag 0, multiple) brings 4 more (%d)", s.n);
     amqp_channel_close(c, 3, AMQP_REPLY_SUCCESS);
 
@@ -314,10 +314,10 @@ static void test_prefetch(const wt_broker_t *b) {
     mh_rpc(c, 4, amqp_basic_qos(c, 4, 0, 2, 0), "basic.qos prefetch 2, global=false");
     mh_rpc(c, 4, amqp_basic_qos(c, 4, 0, 3, 1), "basic.qos prefetch 3, global=true");
     mh_rpc(c, 4, consume(c, 4, q1, "b1", 0, 0, amqp_empty_table), "consumer b1");
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 2, "the first consumer stops at its own limit of 2 (%d)", s.n);
     mh_rpc(c, 4, consume(c, 4, q2, "b2", 0, 0, amqp_empty_table), "consumer b2");
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == 1 && strcmp(s.consumer[0], "b2") == 0,
        "the second consumer stops at the channel's limit of 3 (%d more)", s.n);
     amqp_channel_close(c, 4, AMQP_REPLY_SUCCESS);
@@ -327,7 +327,7 @@ static void test_prefetch(const wt_broker_t *b) {
     mh_channel_open(c, 5);
     mh_rpc(c, 5, amqp_basic_qos(c, 5, 0, 1, 0), "basic.qos prefetch 1 for a no-ack consumer");
     mh_rpc(c, 5, consume(c, 5, q1, "free", 1, 0, amqp_empty_table), "no-ack consumer");
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     ok(s.n == ready && ready > 1, "prefetch does not limit a no-ack consumer (%d of %d)", s.n,
        ready);
     bodies_on(&s, 5, got, sizeof got);
@@ -353,7 +353,7 @@ static void test_priorities(const wt_broker_t *b) {
            "consumer with x-priority 10, prefetch 2");
     fill(c, q, 1, 6);
     seen_t s;
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     bodies_on(&s, 3, got, sizeof got);
     ok(strcmp(got, "1,2") == 0, "the high-priority consumer gets the first 2 (got %s)", got);
     bodies_on(&s, 2, got, sizeof got);
@@ -361,7 +361,7 @@ static void test_priorities(const wt_broker_t *b) {
        got);
     amqp_basic_ack(c, 3, 0, 1);
     fill(c, q, 7, 3);
-    collect(c, 300, &s);
+    collect(c, 200, &s);
     bodies_on(&s, 3, got, sizeof got);
     ok(strcmp(got, "7,8") == 0, "after its acks, the high-priority consumer gets 7,8 (got %s)",
        got);
