@@ -11,7 +11,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static int tap_count, tap_failed;
+/* One count for the whole program, even when several of its source files
+ * (a test and its harness) report cases: weak definitions merge at link time. */
+__attribute__((weak)) int tap_count;
+__attribute__((weak)) int tap_failed;
 
 static inline void tap_result(int ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
