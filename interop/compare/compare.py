@@ -61,6 +61,8 @@ KNOWN = {
         "Warren closes the channel; RabbitMQ closes the connection",
     "error: basic.qos with prefetch_size (540)":
         "Warren closes the channel; RabbitMQ closes the connection",
+    "error: redeclare one's own exclusive queue without exclusive (405)":
+        "Warren accepts it; RabbitMQ checks exclusive access strictly on redeclare",
 }
 
 
@@ -136,6 +138,18 @@ class Run:
                 return
             time.sleep(0.01)
 
+    def wait_queue_gone(self, ch, q, seconds=3):
+        """Poll until q no longer exists (auto-delete is asynchronous in RabbitMQ)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            probe = ch.connection.channel()
+            try:
+                probe.queue_declare(q, passive=True)
+                probe.close()
+            except pe.ChannelClosedByBroker:
+                return
+            time.sleep(0.01)
+
     def settle(self, seconds=SETTLE):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -152,9 +166,6 @@ class Run:
             result = action()
             if probe and ch is not None:
                 ch.basic_qos(prefetch_count=0)
-                deadline = time.monotonic() + 0.05
-                while time.monotonic() < deadline:
-                    ch.connection.process_data_events(time_limit=0.01)
             self.log(what, "->", "ok", describe(result))
         except pe.ChannelClosedByBroker as e:
             self.log(what, "->", "channel.close", e.reply_code, e.reply_text)
@@ -515,6 +526,55 @@ def _(r):
     r.log("after ack all:", got)
 
 
+# ---- transactions and queue lifecycle -----------------------------------
+
+@scenario("tx: publishes and acks take effect at commit, rollback discards them")
+def _(r):
+    conn = r.connect()
+    ch = r.channel(conn)
+    q = r.queue(ch)
+    tx = conn.channel()
+    tx.tx_select()
+    for i in range(2):
+        tx.basic_publish("", q, b"t%d" % i)
+    r.log("before commit:", describe(ch.queue_declare(q, passive=True)))
+    tx.tx_commit()
+    r.log("after commit:", describe(ch.queue_declare(q, passive=True)))
+    tx.basic_publish("", q, b"rolled back")
+    tx.tx_rollback()
+    r.log("after rollback:", describe(ch.queue_declare(q, passive=True)))
+    tag = r.get(tx, q)
+    tx.basic_ack(tag)
+    tx.tx_rollback()
+    tx.basic_recover(requeue=True)
+    r.log("ack rolled back, recovered:", describe(ch.queue_declare(q, passive=True)))
+    r.get_all(ch, q)
+
+
+@scenario("lifecycle: auto-delete after the last consumer, exclusive across channels")
+def _(r):
+    conn = r.connect()
+    ch = r.channel(conn)
+    q = r.queue(ch, "auto", auto_delete=True)
+    r.publish(q, 1)
+    r.attempt("declare-ok before any consumer", lambda: ch.queue_declare(q, passive=True))
+    c = conn.channel()
+    c.basic_consume(q, lambda *a: None, consumer_tag="one")
+    c.basic_consume(q, lambda *a: None, consumer_tag="two")
+    c.basic_cancel("one")
+    r.attempt("after one of two cancels", lambda: ch.queue_declare(q, passive=True))
+    c.basic_cancel("two")
+    r.wait_queue_gone(ch, q)
+    r.attempt("after the last cancels", lambda: ch.queue_declare(q, passive=True))
+    ch = conn.channel()
+    x = r.queue(ch, "excl", exclusive=True)
+    other = conn.channel()
+    r.attempt("another channel of the owner declares it",
+              lambda: other.queue_declare(x, exclusive=True))
+    r.attempt("and consumes from it",
+              lambda: other.basic_consume(x, lambda *a: None, consumer_tag="mine"))
+
+
 # ---- routing ------------------------------------------------------------------
 
 def routed(r, ch, exchange, bindings, messages):
@@ -659,6 +719,9 @@ def error_case(name, action, setup=None):
         conn = r.connect()
         ch = conn.channel()
         q = r.queue(ch, log=False)
+        # What setups and actions may leave behind, for Run.close to delete.
+        r.queues += [q + s for s in (".ttl", ".neg", ".str")]
+        r.exchanges += [q + s for s in (".ex", ".int", ".odd")]
         if setup:
             setup(r, ch, q)
         ch = conn.channel()
@@ -725,6 +788,11 @@ error_case("declare another connection's exclusive queue (405)",
 error_case("passive declare of another connection's exclusive queue (405)",
            lambda r, ch, q: ch.queue_declare(q + ".x", passive=True),
            setup=other_connection_exclusive)
+error_case("redeclare one's own exclusive queue without exclusive (405)",
+           lambda r, ch, q: ch.queue_declare(q + ".x"),
+           setup=lambda r, ch, q: ch.queue_declare(q + ".x", exclusive=True))
+error_case("redeclare a queue as exclusive (405)",
+           lambda r, ch, q: ch.queue_declare(q, exclusive=True))
 error_case("consume from another connection's exclusive queue (405)",
            lambda r, ch, q: ch.basic_consume(q + ".x", lambda *a: None),
            setup=other_connection_exclusive)
@@ -786,6 +854,8 @@ error_case("unbind a binding that does not exist (no error)",
            lambda r, ch, q: ch.queue_unbind(q, "amq.direct", "never-bound"))
 error_case("bind an exchange to a missing exchange (404)",
            lambda r, ch, q: ch.exchange_bind("amq.fanout", missing(r), "k"))
+error_case("cancel an unknown consumer tag (no error)",
+           lambda r, ch, q: raw(ch, spec.Basic.Cancel(consumer_tag="never-consumed")))
 error_case("publish to an internal exchange (403)",
            lambda r, ch, q: ch.basic_publish(q + ".int", "k", b"x"),
            setup=lambda r, ch, q: ch.exchange_declare(q + ".int", "fanout", internal=True))

@@ -176,6 +176,7 @@ def test_simple_queue(b):
         tap.ok(empty, "SimpleQueue: get on an empty queue raises Empty")
         q.close()
         q.queue(conn.default_channel).delete()
+        q.queue.exchange(conn.default_channel).delete()
         q = conn.SimpleQueue(PREFIX + "simple2")
         q.put({"n": 1})
         q.put({"n": 2})
@@ -187,8 +188,9 @@ def test_simple_queue(b):
                "SimpleQueue: get_nowait (basic.get) says one more is waiting")
         msg.ack()
         tap.is_(q.clear(), 1, "SimpleQueue: clear purges what is left")
-        q.queue(conn.default_channel).delete()
         q.close()
+        q.queue(conn.default_channel).delete()
+        q.queue.exchange(conn.default_channel).delete()
 
 
 def test_pidbox(b):

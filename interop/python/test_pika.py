@@ -159,6 +159,8 @@ def test_topic(b):
     for name, key in binds.items():
         tap.is_(drain(ch, q[name], len(want[name]), 2) + drain(ch, q[name], 1, 0.1), want[name],
                 "topic: binding %r gets exactly its keys" % key)
+    for name in q.values():
+        ch.queue_delete(name)
     ch.exchange_delete(exchange)
     conn.close()
 
@@ -242,6 +244,7 @@ def test_confirms(b):
         err = e
     tap.ok(err is not None and err.reply_code == 404,
            "confirms: publishing to a missing exchange closes the channel with 404 (%r)" % (err,))
+    conn.channel().queue_delete(queue)
     conn.close()
 
 
