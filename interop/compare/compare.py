@@ -312,6 +312,38 @@ def _(r):
     r.log("after ack-all:", describe(ch.queue_declare(q, passive=True)))
 
 
+@scenario("requeue order: nack multiple with delivery tag 0 (everything outstanding)")
+def _(r):
+    ch = r.channel(r.connect())
+    q = r.queue(ch)
+    r.publish(q, 5)
+    tags = [r.get(ch, q) for _ in range(4)]
+    ch.basic_ack(tags[1])
+    ch.basic_nack(0, multiple=True, requeue=True)
+    r.get_all(ch, q, auto_ack=False)
+    ch.basic_ack(0, multiple=True)
+    r.log("after ack multiple with tag 0:", describe(ch.queue_declare(q, passive=True)))
+
+
+@scenario("redelivered: a cancelled consumer's unacked deliveries stay unacked until close")
+def _(r):
+    conn = r.connect()
+    ch = r.channel(conn)
+    q = r.queue(ch)
+    r.publish(q, 4)
+    c = conn.channel()
+    c.basic_qos(prefetch_count=3)
+    got = []
+    c.basic_consume(q, lambda ch_, m, p, b: got.append(m.delivery_tag), consumer_tag="gone")
+    r.settle()
+    c.basic_cancel("gone")
+    r.log("delivered:", got, "after cancel:", describe(ch.queue_declare(q, passive=True)))
+    c.basic_ack(got[0])
+    c.close()
+    r.wait_queue(ch, q, 3)
+    r.get_all(ch, q)
+
+
 @scenario("redelivered: get 4 of 6, ack 1, close the channel, get all on another")
 def _(r):
     conn = r.connect()
