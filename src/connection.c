@@ -34,6 +34,8 @@
 
 static void conn_destroy(conn_t *c);
 static void conn_schedule_flush(conn_t *c);
+static void conn_check_high_water(conn_t *c);
+static void conn_check_low_water(conn_t *c);
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
@@ -127,7 +129,23 @@ void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m) {
 }
 
 bool conn_is_backed_up(const conn_t *c) {
-    return buf_pending(&c->out) >= OUT_HIGH_WATER;
+    return c->out_blocked;
+}
+
+/* Output passed the high-water mark: stop delivering to this client and stop
+ * reading from it until it has read most of what it was sent. */
+static void conn_check_high_water(conn_t *c) {
+    if (c->out_blocked || buf_pending(&c->out) < OUT_HIGH_WATER) return;
+    c->out_blocked = true;
+    ev_io_stop(broker.loop, &c->rio);
+}
+
+/* Below the low-water mark again: resume both. */
+static void conn_check_low_water(conn_t *c) {
+    if (!c->out_blocked || buf_pending(&c->out) >= OUT_LOW_WATER) return;
+    c->out_blocked = false;
+    if (c->state != CONN_DEAD) ev_io_start(broker.loop, &c->rio);
+    consumer_connection_writable(c);
 }
 
 void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
@@ -153,9 +171,11 @@ void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const 
         p[7 + n] = WN_FRAME_END;
         buf_commit(&c->out, WN_FRAME_OVERHEAD + n);
     }
+    conn_check_high_water(c);
 }
 
 static void conn_schedule_flush(conn_t *c) {
+    conn_check_high_water(c);
     if (c->in_flush_list) return;
     c->in_flush_list = true;
     c->flush_next = broker.flush_list;
@@ -164,7 +184,6 @@ static void conn_schedule_flush(conn_t *c) {
 
 /* Write what is queued. Returns false if the socket failed. */
 static bool conn_write_out(conn_t *c) {
-    bool was_backed_up = conn_is_backed_up(c);
     while (buf_pending(&c->out) > 0) {
         ssize_t n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
         if (n > 0) {
@@ -174,11 +193,7 @@ static bool conn_write_out(conn_t *c) {
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             ev_io_start(broker.loop, &c->wio);
-            if (was_backed_up && buf_pending(&c->out) < OUT_LOW_WATER)
-                consumer_connection_writable(c);
-            /* A client that reads nothing is read from no more: publishers are
-             * throttled by TCP instead of by the broker's memory. */
-            if (conn_is_backed_up(c)) ev_io_stop(broker.loop, &c->rio);
+            conn_check_low_water(c);
             return true;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -186,8 +201,7 @@ static bool conn_write_out(conn_t *c) {
     }
     ev_io_stop(broker.loop, &c->wio);
     buf_release(&c->out);
-    if (was_backed_up) consumer_connection_writable(c);
-    if (c->state != CONN_DEAD) ev_io_start(broker.loop, &c->rio);
+    conn_check_low_water(c);
     return true;
 }
 

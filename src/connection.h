@@ -55,8 +55,10 @@ typedef struct conn {
     char name[160]; /* "127.0.0.1:40312 -> 127.0.0.1:5672", as RabbitMQ names connections */
     bool peer_is_loopback;
 
-    buf_t in;  /* a partial frame waiting for more bytes; empty (no memory) otherwise */
-    buf_t out; /* encoded frames not yet written */
+    buf_t in;         /* a partial frame waiting for more bytes; empty (no memory) otherwise */
+    buf_t out;        /* encoded frames not yet written */
+    bool out_blocked; /* output passed the high-water mark and has not yet drained
+                         below the low one: no deliveries, no reading */
 
     /* Negotiated in tune / tune-ok. */
     uint16_t channel_max;
