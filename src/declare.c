@@ -255,7 +255,9 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
     }
     q = queue_find(ch->conn->vhost, name);
     if (q) {
-        if ((q->exclusive || m->exclusive) && q->owner != ch->conn) {
+        /* Another connection's exclusive queue, or a declaration whose
+         * exclusive flag differs from the queue's, as RabbitMQ checks it. */
+        if ((q->exclusive && q->owner != ch->conn) || q->exclusive != m->exclusive) {
             exclusive_locked(ch, q, id);
             return;
         }

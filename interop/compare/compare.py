@@ -41,10 +41,7 @@ SETTLE = 0.2  # seconds to let deliveries arrive before counting them
 # Scenarios that Warren still gets wrong, with how: reported as TAP TODO.
 # Remove an entry when Warren is fixed: until then the fixed case prints
 # "ok ... # TODO", which script/test lists.
-KNOWN = {
-    "error: redeclare one's own exclusive queue without exclusive (405)":
-        "Warren accepts it; RabbitMQ checks exclusive access strictly on redeclare",
-}
+KNOWN = {}
 
 
 class Run:

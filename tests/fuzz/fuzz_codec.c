@@ -53,7 +53,9 @@ typedef struct fuzz_level {
 /* Checks on one value that need no context. */
 static void fuzz_check_value(const wn_value_t *v) {
     int64_t n;
-    bool is_int = v->type != 0 && strchr("bBsuIil", v->type) != NULL;
+    /* 'L' (unsigned 64) is an integer only while it fits in int64. */
+    bool is_int = (v->type != 0 && strchr("bBsuIil", v->type) != NULL) ||
+                  (v->type == WN_FIELD_U64 && v->v.u64 <= INT64_MAX);
     FUZZ_CHECK(wn_value_as_int(v, &n) == is_int);
     FUZZ_CHECK(wn_value_equal(v, v));
 }

@@ -51,6 +51,7 @@ static size_t seed_rich_table(uint8_t *buf, size_t cap) {
         {.type = WN_FIELD_DOUBLE, .v.f64 = -2.25},
         {.type = WN_FIELD_DECIMAL, .v.decimal = {2, 12345}},
         {.type = WN_FIELD_TIMESTAMP, .v.u64 = 1700000000},
+        {.type = WN_FIELD_U64, .v.u64 = UINT64_MAX},
         {.type = WN_FIELD_VOID},
         {.type = WN_FIELD_BYTES, .v.bytes = {(const uint8_t *)"\0\1\2", 3}},
     };
