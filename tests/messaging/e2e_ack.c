@@ -12,18 +12,6 @@
 
 #include "messaging/mhelp.h"
 
-static bool anon_queue(amqp_connection_state_t c, char *out, size_t cap) {
-    amqp_queue_declare_ok_t *r =
-        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 0, amqp_empty_table);
-    if (!r) {
-        mh_result(c, 1);
-        out[0] = '\0';
-        return false;
-    }
-    snprintf(out, cap, "%.*s", (int)r->queue.len, (const char *)r->queue.bytes);
-    return true;
-}
-
 static void fill(amqp_connection_state_t c, amqp_channel_t ch, const char *q, int first, int n) {
     for (int i = first; i < first + n; i++) {
         char body[16];
@@ -92,7 +80,7 @@ static void test_ack(const wt_broker_t *b) {
     if (!c) return;
     char q[256];
     uint64_t tags[8];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     fill(c, 1, q, 1, 6);
     ok(get_n(c, 1, q, 6, tags) == 6 && tags[0] == 1 && tags[5] == 6,
        "get 6 messages unacked: tags 1..6");
@@ -135,7 +123,7 @@ static void test_requeue_order(const wt_broker_t *b) {
     if (!c) return;
     char q[256];
     uint64_t tags[8];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     fill(c, 1, q, 1, 5);
     get_n(c, 1, q, 5, tags);
     amqp_basic_nack(c, 1, tags[2], 0, 1);
@@ -165,7 +153,7 @@ static void test_requeue_to_consumer(const wt_broker_t *b) {
     ok(c != NULL, "connect for requeue to a consumer");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     fill(c, 1, q, 1, 1);
     mh_rpc(c, 1, amqp_basic_consume(c, 1, MH_B(q), MH_B("c"), 0, 0, 0, amqp_empty_table),
            "consume with acks");
@@ -213,7 +201,7 @@ static void test_unknown_tags(const wt_broker_t *b) {
     if (!c) return;
     char q[256];
     uint64_t tags[4];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     amqp_basic_ack(c, 1, 99, 0);
     expect_unknown(c, 99, "ack of a tag never delivered");
     fill(c, 1, q, 1, 2);
@@ -311,7 +299,7 @@ static void test_recover(const wt_broker_t *b) {
     ok(c != NULL, "connect for basic.recover");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     fill(c, 1, q, 1, 3);
     get_n(c, 1, q, 2, NULL);
     mh_rpc(c, 1, amqp_basic_recover(c, 1, 1), "basic.recover requeue=true: recover-ok");

@@ -13,18 +13,6 @@
 
 #include "messaging/mhelp.h"
 
-static bool anon_queue(amqp_connection_state_t c, char *out, size_t cap) {
-    amqp_queue_declare_ok_t *r =
-        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 0, amqp_empty_table);
-    if (!r) {
-        mh_result(c, 1);
-        out[0] = '\0';
-        return false;
-    }
-    snprintf(out, cap, "%.*s", (int)r->queue.len, (const char *)r->queue.bytes);
-    return true;
-}
-
 /* What confirms say about sequence numbers 1..n on one channel. RabbitMQ
  * acks an unroutable publish at once and a routed one when its queues have
  * it, so acks need not come in order; a multiple ack settles every
@@ -82,8 +70,8 @@ static void test_confirms(const wt_broker_t *b) {
     ok(c != NULL, "connect for publisher confirms");
     if (!c) return;
     char q1[256], q2[256];
-    anon_queue(c, q1, sizeof q1);
-    anon_queue(c, q2, sizeof q2);
+    mh_anon_queue(c, false, q1, sizeof q1);
+    mh_anon_queue(c, false, q2, sizeof q2);
     const char *x = mh_name("x-confirm");
     amqp_exchange_declare(c, 1, MH_B(x), MH_B("fanout"), 0, 0, 0, 0, amqp_empty_table);
     amqp_queue_bind(c, 1, MH_B(q1), MH_B(x), amqp_empty_bytes, amqp_empty_table);
@@ -168,7 +156,7 @@ static void test_tx_publish(const wt_broker_t *b) {
     ok(c != NULL, "connect for transactional publishes");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_channel_open(c, 2);
     mh_rpc(c, 2, amqp_tx_select(c, 2), "tx.select: select-ok");
     mh_rpc(c, 2, amqp_tx_select(c, 2), "tx.select again: select-ok");
@@ -221,7 +209,7 @@ static void test_tx_acks(const wt_broker_t *b) {
     ok(c != NULL, "connect for transactional acks");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     for (int i = 1; i <= 3; i++) {
         char body[8];
         snprintf(body, sizeof body, "%d", i);

@@ -12,18 +12,6 @@
 
 #include "messaging/mhelp.h"
 
-static bool anon_queue(amqp_connection_state_t c, char *out, size_t cap) {
-    amqp_queue_declare_ok_t *r =
-        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 0, amqp_empty_table);
-    if (!r) {
-        mh_result(c, 1);
-        out[0] = '\0';
-        return false;
-    }
-    snprintf(out, cap, "%.*s", (int)r->queue.len, (const char *)r->queue.bytes);
-    return true;
-}
-
 static void fill(amqp_connection_state_t c, const char *q, int first, int n) {
     for (int i = first; i < first + n; i++) {
         char body[16];
@@ -97,7 +85,7 @@ static void test_tags(const wt_broker_t *b) {
     ok(c != NULL, "connect for consumer tags");
     if (!c) return;
     char q[256], tag[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     amqp_basic_consume_ok_t *r = consume(c, 1, q, NULL, 1, 0, amqp_empty_table);
     snprintf(tag, sizeof tag, "%.*s", r ? (int)r->consumer_tag.len : 0,
              r ? (const char *)r->consumer_tag.bytes : "");
@@ -128,7 +116,7 @@ static void test_no_ack_and_exclusive(const wt_broker_t *b) {
     ok(c != NULL, "connect for no-ack and exclusive consumers");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_channel_open(c, 2);
     fill(c, q, 1, 3);
     mh_rpc(c, 2, consume(c, 2, q, "noack", 1, 0, amqp_empty_table), "a no-ack consumer");
@@ -165,7 +153,7 @@ static void test_cancel(const wt_broker_t *b) {
     ok(c != NULL, "connect for basic.cancel");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_rpc(c, 1, consume(c, 1, q, "c1", 1, 0, amqp_empty_table), "consumer c1");
     amqp_basic_cancel_ok_t *r = amqp_basic_cancel(c, 1, MH_B("c1"));
     ok(r && mh_bytes_eq(r->consumer_tag, "c1"), "basic.cancel: cancel-ok names c1");
@@ -195,7 +183,7 @@ static void test_get(const wt_broker_t *b) {
     ok(c != NULL, "connect for basic.get");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_event_t ev;
     mh_kind_t k = mh_get(c, 1, q, false, &ev);
     ok(k == MH_GET_EMPTY, "basic.get on an empty queue: get-empty (got %s)", mh_kind_name(k));
@@ -244,7 +232,7 @@ static void test_round_robin(const wt_broker_t *b) {
     ok(c != NULL, "connect for competing consumers");
     if (!c) return;
     char q[256], got[128];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_channel_open(c, 2);
     mh_channel_open(c, 3);
     mh_rpc(c, 2, consume(c, 2, q, "a", 1, 0, amqp_empty_table), "consumer a on channel 2");
@@ -265,8 +253,8 @@ static void test_prefetch(const wt_broker_t *b) {
     ok(c != NULL, "connect for prefetch");
     if (!c) return;
     char q1[256], q2[256], got[128];
-    anon_queue(c, q1, sizeof q1);
-    anon_queue(c, q2, sizeof q2);
+    mh_anon_queue(c, false, q1, sizeof q1);
+    mh_anon_queue(c, false, q2, sizeof q2);
     fill(c, q1, 1, 10);
     fill(c, q2, 101, 10);
 
@@ -340,7 +328,7 @@ static void test_priorities(const wt_broker_t *b) {
     ok(c != NULL, "connect for consumer priorities");
     if (!c) return;
     char q[256], got[128];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     amqp_table_entry_t hi = {MH_B("x-priority"), {AMQP_FIELD_KIND_I32, {.i32 = 10}}};
     amqp_table_entry_t lo = {MH_B("x-priority"), {AMQP_FIELD_KIND_I32, {.i32 = 1}}};
     mh_channel_open(c, 2);

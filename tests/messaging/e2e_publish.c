@@ -14,18 +14,6 @@
 #include "bytes.h"
 #include "messaging/mhelp.h"
 
-static bool anon_queue(amqp_connection_state_t c, char *out, size_t cap) {
-    amqp_queue_declare_ok_t *r =
-        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 0, amqp_empty_table);
-    if (!r) {
-        mh_result(c, 1);
-        out[0] = '\0';
-        return false;
-    }
-    snprintf(out, cap, "%.*s", (int)r->queue.len, (const char *)r->queue.bytes);
-    return true;
-}
-
 /* A body whose every byte depends on its size and position. */
 static amqp_bytes_t make_body(size_t n) {
     amqp_bytes_t b = {n, n ? malloc(n) : NULL};
@@ -54,7 +42,7 @@ static void sizes_between(const wt_broker_t *b, int pub_fm, int sub_fm) {
         1 << 20};
     enum { NS = sizeof sizes / sizeof sizes[0] };
     char q[256];
-    anon_queue(sub, q, sizeof q);
+    mh_anon_queue(sub, false, q, sizeof q);
     for (int i = 0; i < NS; i++) {
         amqp_bytes_t body = make_body(sizes[i]);
         ok(mh_publish_ex(pub, 1, "", q, false, false, body, NULL), "publish %zu bytes", sizes[i]);
@@ -261,7 +249,7 @@ static void test_properties(const wt_broker_t *b) {
     ok(c != NULL, "connect for properties");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_publish(c, 1, "", q, "props", p);
     mh_sync(c, 1);
     mh_event_t ev;
@@ -315,7 +303,7 @@ static void test_properties(const wt_broker_t *b) {
     mh_event_free(&ev);
     /* Mandatory and routed: no return. */
     char q2[256];
-    anon_queue(c, q2, sizeof q2);
+    mh_anon_queue(c, false, q2, sizeof q2);
     mh_publish_ex(c, 1, "", q2, true, false, MH_B("routed"), NULL);
     mh_sync(c, 1);
     k = mh_next(c, 300, &ev);
@@ -336,7 +324,7 @@ static void test_u64_header(const wt_broker_t *b) {
     ok(c != NULL, "connect for a u64 header");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     mh_publish(c, 1, "", q, "props", &p);
     mh_sync(c, 1);
     mh_event_t ev;
@@ -351,20 +339,20 @@ static void test_publish_checks(const wt_broker_t *b) {
     ok(c != NULL, "connect for publish checks");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     amqp_basic_properties_t p = {._flags = AMQP_BASIC_USER_ID_FLAG, .user_id = MH_B("bob")};
     mh_publish(c, 1, "", q, "x", &p);
     mh_expect_async_error(c, 1, MH_CHANNEL, 406,
                           "PRECONDITION_FAILED - user_id property set to 'bob' but "
                           "authenticated user was 'guest'",
                           2000, "publish with user-id 'bob' as guest");
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     p = (amqp_basic_properties_t){._flags = AMQP_BASIC_EXPIRATION_FLAG, .expiration = MH_B("abc")};
     mh_publish(c, 1, "", q, "x", &p);
     mh_expect_async_error(c, 1, MH_CHANNEL, 406,
                           "PRECONDITION_FAILED - invalid expiration 'abc': no_integer", 2000,
                           "publish with expiration 'abc'");
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     p = (amqp_basic_properties_t){._flags = AMQP_BASIC_EXPIRATION_FLAG, .expiration = MH_B("-1")};
     mh_publish(c, 1, "", q, "x", &p);
     mh_expect_async_error(c, 1, MH_CHANNEL, 406,
@@ -372,7 +360,7 @@ static void test_publish_checks(const wt_broker_t *b) {
                           2000, "publish with expiration '-1'");
 
     /* In order: 200 messages come back as published. */
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, false, q, sizeof q);
     for (int i = 0; i < 200; i++) {
         char body[16];
         snprintf(body, sizeof body, "%d", i);
@@ -408,7 +396,7 @@ static void test_max_message_size(void) {
     ok(c != NULL, "connect to the broker with %s", name);
     if (c) {
         char q[256];
-        anon_queue(c, q, sizeof q);
+        mh_anon_queue(c, false, q, sizeof q);
         amqp_bytes_t body = make_body(1000);
         mh_publish_ex(c, 1, "", q, false, false, body, NULL);
         mh_sync(c, 1);

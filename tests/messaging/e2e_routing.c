@@ -14,18 +14,6 @@
 #include "messaging/mhelp.h"
 
 /* A server-named exclusive queue on channel 1; its name into out. */
-static bool anon_queue(amqp_connection_state_t c, char *out, size_t cap) {
-    amqp_queue_declare_ok_t *r =
-        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-    if (!r) {
-        mh_result(c, 1);
-        out[0] = '\0';
-        return false;
-    }
-    snprintf(out, cap, "%.*s", (int)r->queue.len, (const char *)r->queue.bytes);
-    return true;
-}
-
 static bool declare_x(amqp_connection_state_t c, const char *x, const char *type,
                       amqp_table_t args) {
     if (amqp_exchange_declare(c, 1, MH_B(x), MH_B(type), 0, 0, 0, 0, args)) return true;
@@ -64,9 +52,9 @@ static void test_direct_fanout(const wt_broker_t *b) {
     if (!c) return;
     char q1[256], q2[256], q3[256];
     const char *x = mh_name("x-direct");
-    anon_queue(c, q1, sizeof q1);
-    anon_queue(c, q2, sizeof q2);
-    anon_queue(c, q3, sizeof q3);
+    mh_anon_queue(c, true, q1, sizeof q1);
+    mh_anon_queue(c, true, q2, sizeof q2);
+    mh_anon_queue(c, true, q3, sizeof q3);
     declare_x(c, x, "direct", amqp_empty_table);
     bind(c, q1, x, "k", amqp_empty_table);
     bind(c, q2, x, "k", amqp_empty_table);
@@ -124,7 +112,7 @@ static void test_default_exchange(const wt_broker_t *b) {
     ok(c != NULL, "connect for default-exchange routing");
     if (!c) return;
     char q[256];
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, true, q, sizeof q);
     mh_publish(c, 1, "", q, "by-name", NULL);
     mh_publish(c, 1, "", mh_name("no-such-queue"), "lost", NULL);
     mh_sync(c, 1);
@@ -173,7 +161,7 @@ static void test_topic(const wt_broker_t *b) {
     const char *x = mh_name("x-topic");
     declare_x(c, x, "topic", amqp_empty_table);
     for (int i = 0; i < NROWS; i++) {
-        anon_queue(c, queues[i], sizeof queues[i]);
+        mh_anon_queue(c, true, queues[i], sizeof queues[i]);
         bind(c, queues[i], x, rows[i].pattern, amqp_empty_table);
     }
     for (int k = 0; k < NKEYS; k++) {
@@ -299,7 +287,7 @@ static void test_headers(const wt_broker_t *b) {
     declare_x(c, x, "headers", amqp_empty_table);
     for (int i = 0; i < NB; i++) {
         tab_t tb;
-        anon_queue(c, queues[i], sizeof queues[i]);
+        mh_anon_queue(c, true, queues[i], sizeof queues[i]);
         bind(c, queues[i], x, "", make_table(&tb, bindings[i].args));
     }
     for (int m = 0; m < NM; m++) {
@@ -333,7 +321,7 @@ static void test_e2e(const wt_broker_t *b) {
     if (!c) return;
     char q[256], q2[256], q3[256];
     const char *top = mh_name("x-top"), *left = mh_name("x-left"), *right = mh_name("x-right");
-    anon_queue(c, q, sizeof q);
+    mh_anon_queue(c, true, q, sizeof q);
     declare_x(c, top, "fanout", amqp_empty_table);
     declare_x(c, left, "direct", amqp_empty_table);
     declare_x(c, right, "topic", amqp_empty_table);
@@ -356,7 +344,7 @@ static void test_e2e(const wt_broker_t *b) {
     ok(strcmp(got, "left,right") == 0, "the inner exchanges route on their own (got '%s')", got);
     const char *t2 = mh_name("x-topic2");
     char qt[256];
-    anon_queue(c, qt, sizeof qt);
+    mh_anon_queue(c, true, qt, sizeof qt);
     declare_x(c, t2, "fanout", amqp_empty_table);
     xbind(c, t2, right, "a.*");
     bind(c, qt, t2, "", amqp_empty_table);
@@ -371,8 +359,8 @@ static void test_e2e(const wt_broker_t *b) {
 
     /* A cycle: each exchange is visited once. */
     const char *c1 = mh_name("x-cycle1"), *c2 = mh_name("x-cycle2");
-    anon_queue(c, q2, sizeof q2);
-    anon_queue(c, q3, sizeof q3);
+    mh_anon_queue(c, true, q2, sizeof q2);
+    mh_anon_queue(c, true, q3, sizeof q3);
     declare_x(c, c1, "fanout", amqp_empty_table);
     declare_x(c, c2, "fanout", amqp_empty_table);
     ok(xbind(c, c2, c1, "") && xbind(c, c1, c2, ""), "bind %s and %s to each other", c1, c2);
@@ -430,8 +418,8 @@ static void test_alternate_exchange(const wt_broker_t *b) {
     amqp_table_entry_t e = {MH_B("alternate-exchange"), fv_str("")};
     const char *x = mh_name("x-with-ae"), *ae = mh_name("x-ae");
     e.value = fv_str(ae);
-    anon_queue(c, q, sizeof q);
-    anon_queue(c, qae, sizeof qae);
+    mh_anon_queue(c, true, q, sizeof q);
+    mh_anon_queue(c, true, qae, sizeof qae);
     declare_x(c, ae, "fanout", amqp_empty_table);
     declare_x(c, x, "direct", (amqp_table_t){1, &e});
     bind(c, q, x, "k", amqp_empty_table);
@@ -502,10 +490,10 @@ static void test_cc_bcc(const wt_broker_t *b) {
     if (!c) return;
     char qa[256], qb[256], qc[256], qd[256];
     const char *x = mh_name("x-cc");
-    anon_queue(c, qa, sizeof qa);
-    anon_queue(c, qb, sizeof qb);
-    anon_queue(c, qc, sizeof qc);
-    anon_queue(c, qd, sizeof qd);
+    mh_anon_queue(c, true, qa, sizeof qa);
+    mh_anon_queue(c, true, qb, sizeof qb);
+    mh_anon_queue(c, true, qc, sizeof qc);
+    mh_anon_queue(c, true, qd, sizeof qd);
     declare_x(c, x, "direct", amqp_empty_table);
     bind(c, qa, x, "a", amqp_empty_table);
     bind(c, qb, x, "b", amqp_empty_table);
@@ -579,7 +567,7 @@ static void test_cc_bcc(const wt_broker_t *b) {
     /* CC on a topic exchange goes through the exchange's matching. */
     const char *t = mh_name("x-cc-topic");
     char qt[256];
-    anon_queue(c, qt, sizeof qt);
+    mh_anon_queue(c, true, qt, sizeof qt);
     declare_x(c, t, "topic", amqp_empty_table);
     bind(c, qt, t, "a.*", amqp_empty_table);
     amqp_field_value_t cc_t[1] = {fv_str("a.b")};

@@ -521,3 +521,15 @@ bool mh_props_eq(const amqp_basic_properties_t *a, const amqp_basic_properties_t
     }
     return true;
 }
+
+bool mh_anon_queue(amqp_connection_state_t c, bool auto_delete, char *out, size_t cap) {
+    amqp_queue_declare_ok_t *r =
+        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, auto_delete, amqp_empty_table);
+    if (!r) {
+        mh_result(c, 1);
+        out[0] = '\0';
+        return false;
+    }
+    snprintf(out, cap, "%.*s", (int)r->queue.len, (const char *)r->queue.bytes);
+    return true;
+}

@@ -199,6 +199,8 @@ int mh_count(amqp_connection_state_t c, amqp_channel_t ch, const char *queue, in
 
 /* Declare a queue (not durable, not exclusive); false on an error. */
 bool mh_queue(amqp_connection_state_t c, amqp_channel_t ch, const char *queue, bool auto_delete);
+/* Declare a server-named exclusive queue on channel 1; its name goes to out. */
+bool mh_anon_queue(amqp_connection_state_t c, bool auto_delete, char *out, size_t cap);
 
 /* Poll with passive declares until the queue is gone (404): the milliseconds
  * it took, or -1 if it still exists after timeout_ms (or another error). The
