@@ -9,6 +9,7 @@
 #include "listener.h"
 #include "log.h"
 #include "queue.h"
+#include "syncer.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -53,7 +54,14 @@ static int broker_init_users(void) {
     return 0;
 }
 
+static void on_synced(void *ctx, uint64_t ticket, int err) {
+    (void)ctx;
+    (void)ticket;
+    if (err) log_error("fdatasync failed: %s", strerror(err));
+}
+
 int broker_init(void) {
+    broker.defs.fd = -1; /* nothing is recorded until the definitions are open */
     broker.loop = ev_default_loop(EVFLAG_AUTO);
     broker.read_buf = malloc(BROKER_READ_BUF_SIZE);
     if (!broker.loop || !broker.read_buf) {
@@ -61,6 +69,8 @@ int broker_init(void) {
         return -1;
     }
     if (broker_init_users() < 0) return -1;
+    broker.syncer = syncer_new(broker.loop, on_synced, NULL, 0.002);
+    if (!broker.syncer || definitions_open(&broker.defs, broker.cfg.data_dir) < 0) return -1;
 
     listener_raise_fd_limit();
     for (int i = 0; i < broker.cfg.nlisteners; i++) {
@@ -100,8 +110,11 @@ void broker_shutdown(const char *why) {
 }
 
 void broker_free(void) {
+    broker.defs.suspended = true; /* tearing down is not deleting */
     auth_free(&broker.auth);
     vhost_free_all(&broker.vhosts);
+    if (broker.syncer) syncer_free(broker.syncer);
+    definitions_close(&broker.defs);
     route_result_free(&broker.route_result);
     free(broker.read_buf);
     config_free(&broker.cfg);

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "definitions.h"
 #include "exchange.h"
 #include "vhost.h"
 
@@ -43,6 +44,9 @@ typedef struct broker {
     struct queue *dispatch_list; /* queues to dispatch before the loop sleeps */
     route_result_t route_result; /* reused by every publish */
     uint64_t route_mark;
+
+    definitions_t defs;    /* durable exchanges, queues, bindings on disk */
+    struct syncer *syncer; /* the fdatasync thread */
 
     auth_db_t auth;
     vhost_registry_t vhosts;

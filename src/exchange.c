@@ -8,6 +8,7 @@
 #include "exchange.h"
 #include "args.h"
 #include "broker.h"
+#include "definitions.h"
 #include "queue.h"
 #include "table.h"
 #include "vhost.h"
@@ -69,10 +70,12 @@ exchange_t *exchange_create(vhost_t *vh, wn_bytes_t name, const exchange_ops_t *
         return NULL;
     }
     HASH_ADD_KEYPTR(hh, vh->exchanges, x->name, x->name_len, x);
+    definitions_exchange(x, true);
     return x;
 }
 
 void exchange_delete(exchange_t *x) {
+    definitions_exchange(x, false);
     x->auto_delete = false; /* removing its last binding must not delete it twice */
     while (x->bindings)
         binding_remove(x->bindings);
@@ -187,11 +190,13 @@ binding_t *binding_add(exchange_t *source, queue_t *q, exchange_t *dest, wn_byte
     *dl = b;
     HASH_ADD(hh, source->vhost->bindings, hkey, n, b);
     source->ops->add(source, b);
+    definitions_binding(b, true);
     return b;
 }
 
 void binding_remove(binding_t *b) {
     exchange_t *src = b->source;
+    definitions_binding(b, false);
     src->ops->remove(src, b);
     HASH_DELETE(hh, src->vhost->bindings, b);
     if (b->src_prev)

@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "connection.h"
 #include "consumer.h"
+#include "definitions.h"
 #include "exchange.h"
 #include "log.h"
 #include "vhost.h"
@@ -54,6 +55,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     }
     HASH_ADD_KEYPTR(hh, vh->queues, q->name, q->name_len, q);
     vh->nqueues++;
+    definitions_queue(q, true);
     return q;
 }
 
@@ -68,6 +70,7 @@ static void queue_unlink_owner(queue_t *q) {
 
 uint32_t queue_delete(queue_t *q) {
     if (q->deleted) return 0;
+    definitions_queue(q, false);
     q->deleted = true;
     /* Consumers first: cancelling the last one of an auto-delete queue must
      * not delete it a second time. */

@@ -67,11 +67,7 @@ class Broker:
             f.write("data_dir = %s/data\n" % self.dir)
             f.write("log.console.level = debug\n")
             f.write(self.extra_conf)
-        binary = os.environ.get("WARREN_BIN", "../src/warren")
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([binary, "--config", self.conf], stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)
+        self._spawn()
         _live.append(self)
         if self._wait_listening(10):
             return True
@@ -79,6 +75,29 @@ class Broker:
         self.log_tail()
         self.kill()
         return False
+
+    def _spawn(self):
+        binary = os.environ.get("WARREN_BIN", "../src/warren")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([binary, "--config", self.conf], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
+
+    def restart(self, sig=signal.SIGTERM, timeout=10):
+        """Stop the broker with sig (SIGTERM, or SIGKILL for a crash) and start it
+        again on the same config and data dir. Returns the old process's exit
+        status (negative for a signal), or None if it did not start again."""
+        self.proc.send_signal(sig)
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            status = self.proc.wait()
+        self._spawn()
+        if not self._wait_listening(10):
+            self.log_tail()
+            return None
+        return status
 
     def _wait_listening(self, seconds):
         deadline = time.monotonic() + seconds
