@@ -62,6 +62,7 @@ static void on_synced(void *ctx, uint64_t ticket, int err) {
 
 int broker_init(void) {
     broker.defs.fd = -1; /* nothing is recorded until the definitions are open */
+    broker.next_queue_id = 1;
     broker.loop = ev_default_loop(EVFLAG_AUTO);
     broker.read_buf = malloc(BROKER_READ_BUF_SIZE);
     if (!broker.loop || !broker.read_buf) {

@@ -45,8 +45,9 @@ typedef struct broker {
     route_result_t route_result; /* reused by every publish */
     uint64_t route_mark;
 
-    definitions_t defs;    /* durable exchanges, queues, bindings on disk */
-    struct syncer *syncer; /* the fdatasync thread */
+    definitions_t defs;     /* durable exchanges, queues, bindings on disk */
+    struct syncer *syncer;  /* the fdatasync thread */
+    uint32_t next_queue_id; /* for durable queues; never reused */
 
     auth_db_t auth;
     vhost_registry_t vhosts;

@@ -36,6 +36,7 @@ enum {
     DEF_QUEUE_DELETE = 67,
     DEF_BINDING_ADD = 68,
     DEF_BINDING_REMOVE = 69,
+    DEF_QUEUE_ID_FLOOR = 70, /* the next queue id: ids of deleted queues are never reused */
 };
 
 enum { DEF_DURABLE = 1, DEF_AUTO_DELETE = 2, DEF_INTERNAL = 4 };
@@ -97,6 +98,7 @@ static void encode_queue(buf_t *out, const queue_t *q, bool declared) {
     put_name(&w, q->vhost->name);
     put_name(&w, q->name);
     if (declared) {
+        wn_put32(&w, q->durable_id);
         wn_put8(&w, (uint8_t)(DEF_DURABLE | (q->auto_delete ? DEF_AUTO_DELETE : 0)));
         wn_put_longstr(&w, q->args);
     }
@@ -142,8 +144,14 @@ static int fsync_dir(const char *dir) {
     return rc;
 }
 
-/* Everything live, as records: exchanges and queues, then the bindings. */
+/* Everything live, as records: the queue id floor, exchanges and queues,
+ * then the bindings. */
 static void encode_snapshot(buf_t *out) {
+    uint8_t idbuf[8];
+    wn_writer_t w;
+    wn_writer_init(&w, idbuf, sizeof idbuf);
+    wn_put32(&w, broker.next_queue_id);
+    emit(out, DEF_QUEUE_ID_FLOOR, &w);
     for (vhost_t *vh = broker.vhosts.vhosts; vh; vh = vh->next) {
         exchange_t *x, *xt;
         queue_t *q, *qt;
@@ -209,7 +217,9 @@ void definitions_exchange(exchange_t *x, bool declared) {
 
 void definitions_queue(queue_t *q, bool declared) {
     buf_t rec = {0};
-    if (broker.defs.fd < 0 || broker.defs.suspended || !queue_recorded(q)) return;
+    if (broker.defs.suspended || !queue_recorded(q)) return;
+    if (declared && q->durable_id == 0) q->durable_id = broker.next_queue_id++;
+    if (broker.defs.fd < 0) return;
     encode_queue(&rec, q, declared);
     definitions_append(&rec);
     buf_free(&rec);
@@ -267,11 +277,16 @@ static bool replay_queue(wn_reader_t *r, vhost_t *vh, wn_bytes_t name, bool decl
         if (q) queue_delete(q);
         return true;
     }
+    uint32_t id = wn_get32(r);
     uint8_t flags = wn_get8(r);
     wn_bytes_t args = wn_get_longstr(r);
-    if (r->err || !args_ok(args)) return false;
+    if (r->err || id == 0 || !args_ok(args)) return false;
     if (q) return true;
-    return queue_create(vh, name, true, false, flags & DEF_AUTO_DELETE, NULL, args) != NULL;
+    /* Ids are never reused: the next one is past every id ever recorded. */
+    if (id >= broker.next_queue_id) broker.next_queue_id = id + 1;
+    q = queue_create(vh, name, true, false, flags & DEF_AUTO_DELETE, NULL, args);
+    if (q) q->durable_id = id;
+    return q != NULL;
 }
 
 static bool replay_binding(wn_reader_t *r, vhost_t *vh, wn_bytes_t source, bool add) {
@@ -294,6 +309,12 @@ static void replay_record(const record_t *rec, void *ctx) {
     replay_t *rp = ctx;
     wn_reader_t r;
     wn_reader_init(&r, rec->payload, rec->len);
+    if (rec->type == DEF_QUEUE_ID_FLOOR) {
+        uint32_t floor = wn_get32(&r);
+        if (!r.err && floor > broker.next_queue_id) broker.next_queue_id = floor;
+        rp->applied++;
+        return;
+    }
     wn_bytes_t vname = wn_get_shortstr(&r);
     wn_bytes_t name = wn_get_shortstr(&r);
     vhost_t *vh = r.err ? NULL : replay_vhost(vname);

@@ -57,6 +57,7 @@ typedef struct queue {
     struct conn *owner; /* exclusive queues: the declaring connection */
     wn_bytes_t args;    /* owned */
     struct vhost *vhost;
+    uint32_t durable_id; /* durable queues: the id the journal knows it by; 0 otherwise */
 
     qentry_t *ring; /* ready messages, ordered by seq */
     uint32_t head, count, cap;
