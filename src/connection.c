@@ -767,7 +767,8 @@ static bool conn_read_once(conn_t *c, bool *more) {
 
     if (shared) {
         size_t used = conn_consume(c, dst, (size_t)n);
-        if (used < (size_t)n && conn_accepts_frames(c))
+        /* Keep what is left: part of a frame, or part of the protocol header. */
+        if (used < (size_t)n && (conn_accepts_frames(c) || c->state == CONN_AWAIT_HEADER))
             buf_append(&c->in, dst + used, (size_t)n - used);
     } else {
         buf_commit(&c->in, (size_t)n);

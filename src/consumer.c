@@ -289,19 +289,18 @@ static bool consumer_priority_arg(chan_t *ch, wn_bytes_t args, int32_t *prio) {
 
 void consumer_on_consume(chan_t *ch, const wn_basic_consume_t *m) {
     queue_t *q = chan_find_queue(ch, m->queue, WN_BASIC_CONSUME);
-    char tag[256];
+    char gen[64];
+    wn_bytes_t tag = m->consumer_tag; /* any bytes, NULs included */
     int32_t prio;
 
     if (!q || !chan_check_exclusive(ch, q, WN_BASIC_CONSUME)) return;
-    if (m->consumer_tag.len) {
-        memcpy(tag, m->consumer_tag.ptr, m->consumer_tag.len);
-        tag[m->consumer_tag.len] = '\0';
-    } else {
-        consumer_make_name(tag, sizeof tag, "amq.ctag-");
+    if (tag.len == 0) {
+        consumer_make_name(gen, sizeof gen, "amq.ctag-");
+        tag = wn_cstr(gen);
     }
-    if (consumer_find(ch, wn_cstr(tag))) {
-        conn_close(ch->conn, WN_NOT_ALLOWED, WN_BASIC_CONSUME, "attempt to reuse consumer tag '%s'",
-                   tag);
+    if (consumer_find(ch, tag)) {
+        conn_close(ch->conn, WN_NOT_ALLOWED, WN_BASIC_CONSUME,
+                   "attempt to reuse consumer tag '%.*s'", (int)tag.len, (const char *)tag.ptr);
         return;
     }
     if ((m->exclusive && q->nconsumers) || (q->consumers && q->consumers->exclusive)) {
@@ -318,8 +317,8 @@ void consumer_on_consume(chan_t *ch, const wn_basic_consume_t *m) {
     }
     c->ch = ch;
     c->q = q;
-    c->tag_len = (uint8_t)strlen(tag);
-    memcpy(c->tag, tag, c->tag_len);
+    c->tag_len = (uint8_t)tag.len;
+    memcpy(c->tag, tag.ptr, tag.len);
     c->no_ack = m->no_ack;
     c->exclusive = m->exclusive;
     c->priority = prio;

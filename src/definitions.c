@@ -77,7 +77,7 @@ static void encode_exchange(buf_t *out, const exchange_t *x, bool declared) {
     if (!buf) return;
     wn_writer_init(&w, buf, cap);
     put_name(&w, x->vhost->name);
-    put_name(&w, x->name);
+    wn_put_shortstr(&w, wn_bytes(x->name, x->name_len));
     if (declared) {
         put_name(&w, x->ops->name);
         wn_put8(&w, (uint8_t)(DEF_DURABLE | (x->auto_delete ? DEF_AUTO_DELETE : 0) |
@@ -96,7 +96,7 @@ static void encode_queue(buf_t *out, const queue_t *q, bool declared) {
     if (!buf) return;
     wn_writer_init(&w, buf, cap);
     put_name(&w, q->vhost->name);
-    put_name(&w, q->name);
+    wn_put_shortstr(&w, wn_bytes(q->name, q->name_len));
     if (declared) {
         wn_put32(&w, q->durable_id);
         wn_put8(&w, (uint8_t)(DEF_DURABLE | (q->auto_delete ? DEF_AUTO_DELETE : 0)));
@@ -114,9 +114,11 @@ static void encode_binding(buf_t *out, const binding_t *b, bool added) {
     if (!buf) return;
     wn_writer_init(&w, buf, cap);
     put_name(&w, b->source->vhost->name);
-    put_name(&w, b->source->name);
+    /* Names may hold NUL bytes: write them by length, never by strlen. */
+    wn_put_shortstr(&w, wn_bytes(b->source->name, b->source->name_len));
     wn_put8(&w, b->queue ? 0 : 1);
-    put_name(&w, b->queue ? b->queue->name : b->exchange->name);
+    wn_put_shortstr(&w, b->queue ? wn_bytes(b->queue->name, b->queue->name_len)
+                                 : wn_bytes(b->exchange->name, b->exchange->name_len));
     wn_put_shortstr(&w, b->key);
     wn_put_longstr(&w, b->args);
     if (!w.overflow) emit(out, added ? DEF_BINDING_ADD : DEF_BINDING_REMOVE, &w);
