@@ -26,6 +26,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     /* Dispatching queues frames for connections; flushing can tear down a dead
      * connection, whose unacked messages are requeued and must flow at once,
      * not when the next socket event happens to wake the loop. */
+    /* Between operations, and before their replies go out. */
+    definitions_compact_if_due(&broker.defs);
     while (broker.dispatch_list || broker.flush_list) {
         queue_dispatch_all();
         conn_flush_all();

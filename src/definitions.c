@@ -206,7 +206,15 @@ static void definitions_append(buf_t *rec) {
     }
     d->size += buf_pending(rec);
     if (broker.syncer) syncer_request(broker.syncer, d->fd);
-    if (d->size > 2 * d->snapshot_size + DEFS_COMPACT_SLACK) definitions_compact(d);
+    /* Not now: a deletion is recorded before it is applied, so a snapshot taken
+     * here would still hold the object being deleted. */
+    if (d->size > 2 * d->snapshot_size + DEFS_COMPACT_SLACK) d->compact_due = true;
+}
+
+void definitions_compact_if_due(definitions_t *d) {
+    if (!d->compact_due || d->fd < 0) return;
+    d->compact_due = false;
+    definitions_compact(d);
 }
 
 void definitions_exchange(exchange_t *x, bool declared) {

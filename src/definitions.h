@@ -30,11 +30,16 @@ typedef struct definitions {
     uint64_t size;          /* bytes in the log */
     uint64_t snapshot_size; /* bytes in the last snapshot written */
     bool suspended;         /* replaying or tearing down: changes are not recorded */
+    bool compact_due;       /* the log outgrew its snapshot; compact between operations */
 } definitions_t;
 
 /* Check data_dir/VERSION, replay the log, write a fresh snapshot. 0 or -1 (logged). */
 int definitions_open(definitions_t *d, const char *data_dir);
 void definitions_close(definitions_t *d);
+
+/* Rewrite the log as a snapshot if it has grown enough. Called by the loop
+ * between operations, never in the middle of one. */
+void definitions_compact_if_due(definitions_t *d);
 
 /* Record a change (nothing happens for objects that are not durable). */
 void definitions_exchange(struct exchange *x, bool declared);
