@@ -1580,6 +1580,33 @@ def restart_on_copy(b):
     return Broker(CONF + "data_dir = %s/data\n" % data), data
 
 
+def pool_objects(addr):
+    """Which of the sessions' queues and exchanges exist (a passive declare of
+    each, on a channel of its own), or None if that could not be found out."""
+    found = set()
+    try:
+        c = raw_client(addr)
+        for ch, name in enumerate(QUEUES + EXCHANGES, start=1):
+            if name in QUEUES:
+                frame = F.method(ch, "queue.declare", 0, name, True, False, False, False, False,
+                                 [])
+            else:
+                frame = F.method(ch, "exchange.declare", 0, name, "direct", True, False, False,
+                                 False, False, [])
+            c.deadline = time.monotonic() + CHECK_SECONDS
+            c.sock.sendall(frame)
+            _, _, payload = c.frame()
+            if F.decode_method(payload)[0].endswith(".declare-ok"):
+                found.add(name)
+            c.sock.sendall(F.method(ch + 1, "channel.open", ""))
+            c.expect("channel.open-ok", ch + 1)
+        c.close()
+    except (AssertionError, OSError, ValueError) as e:
+        tap.diag("looking for the sessions' queues and exchanges: %s" % e)
+        return None
+    return found
+
+
 NUL_QUEUE, NUL_EXCHANGE = b"chaos.nul\0queue", b"chaos.nul\0exchange"
 
 
@@ -1741,7 +1768,8 @@ def compaction_zombie(reports):
 def final_cases(b, rounds):
     names = ["SIGTERM makes the broker exit 0 within 10 s, with stuck clients connected",
              "the broker log has no sanitizer report",
-             "the broker restarts on the data the chaos left and a checker gets through",
+             "the broker restarts on the data the chaos left, with none of the sessions' queues "
+             "and exchanges that were gone back, and a checker gets through",
              "a durable queue and exchange with a NUL byte in their names survive a restart",
              "a durable queue deleted by the operation that compacts definitions.log stays "
              "deleted after a restart",
@@ -1751,6 +1779,7 @@ def final_cases(b, rounds):
             tap.skip(name, "external broker")
         return
     addr = (b.host, b.port)
+    before = pool_objects(addr)
     nul_why = declare_nul_durables(addr)
     stuck = stuck_clients(addr)
     t = time.monotonic()
@@ -1779,6 +1808,14 @@ def final_cases(b, rounds):
         # A broker that does not start has had its failing case from broker.py.
         if again.start():
             why = check_broker((again.host, again.port), random.Random("restart"), rounds + 1)
+            after = pool_objects((again.host, again.port))
+            if before is not None and after is not None:
+                tap.diag("the sessions' queues and exchanges: %d before the restart, %d after "
+                         "(the durable ones)" % (len(before), len(after)))
+            if why is None and (before is None or after is None):
+                why = "could not list the sessions' queues and exchanges"
+            elif why is None and after - before:
+                why = "deleted before the restart, back after it: %s" % sorted(after - before)
             if not tap.ok(why is None, names[2]):
                 tap.diag("checker: %s" % why)
                 again.log_tail(30)
