@@ -60,22 +60,28 @@ static void put_name(wn_writer_t *w, const char *s) {
     wn_put_shortstr(w, wn_cstr(s));
 }
 
-/* Append one record (type + the payload in w) to out. */
-static void emit(buf_t *out, uint8_t type, const wn_writer_t *w) {
+/* Start a record at the end of out: room for its header and up to `cap`
+ * bytes of payload, which the caller writes through w. */
+static uint8_t *record_begin(buf_t *out, size_t cap, wn_writer_t *w) {
+    uint8_t *start = buf_reserve(out, RECORD_HEADER_SIZE + cap);
+    wn_writer_init(w, start + RECORD_HEADER_SIZE, cap);
+    return start;
+}
+
+/* Fill in the header and keep the record (dropped if the payload overflowed). */
+static void record_end(buf_t *out, uint8_t *start, uint8_t type, const wn_writer_t *w) {
+    if (w->overflow) return;
     record_part_t part = {w->buf, w->len};
-    uint8_t *p = buf_reserve(out, RECORD_HEADER_SIZE + w->len);
-    record_header(p, type, &part, 1);
-    memcpy(p + RECORD_HEADER_SIZE, w->buf, w->len);
+    record_header(start, type, &part, 1);
     buf_commit(out, RECORD_HEADER_SIZE + w->len);
 }
 
+/* Room for a record's names (vhost, object, type or key: shortstrs). */
+#define NAMES_ROOM 1280
+
 static void encode_exchange(buf_t *out, const exchange_t *x, bool declared) {
-    uint8_t small[1024];
-    size_t cap = sizeof small + x->args.len;
-    uint8_t *buf = cap > sizeof small ? malloc(cap) : small;
     wn_writer_t w;
-    if (!buf) return;
-    wn_writer_init(&w, buf, cap);
+    uint8_t *start = record_begin(out, NAMES_ROOM + x->args.len, &w);
     put_name(&w, x->vhost->name);
     wn_put_shortstr(&w, wn_bytes(x->name, x->name_len));
     if (declared) {
@@ -84,17 +90,12 @@ static void encode_exchange(buf_t *out, const exchange_t *x, bool declared) {
                               (x->internal ? DEF_INTERNAL : 0)));
         wn_put_longstr(&w, x->args);
     }
-    if (!w.overflow) emit(out, declared ? DEF_EXCHANGE_DECLARE : DEF_EXCHANGE_DELETE, &w);
-    if (buf != small) free(buf);
+    record_end(out, start, declared ? DEF_EXCHANGE_DECLARE : DEF_EXCHANGE_DELETE, &w);
 }
 
 static void encode_queue(buf_t *out, const queue_t *q, bool declared) {
-    uint8_t small[1024];
-    size_t cap = sizeof small + q->args.len;
-    uint8_t *buf = cap > sizeof small ? malloc(cap) : small;
     wn_writer_t w;
-    if (!buf) return;
-    wn_writer_init(&w, buf, cap);
+    uint8_t *start = record_begin(out, NAMES_ROOM + q->args.len, &w);
     put_name(&w, q->vhost->name);
     wn_put_shortstr(&w, wn_bytes(q->name, q->name_len));
     if (declared) {
@@ -102,17 +103,12 @@ static void encode_queue(buf_t *out, const queue_t *q, bool declared) {
         wn_put8(&w, (uint8_t)(DEF_DURABLE | (q->auto_delete ? DEF_AUTO_DELETE : 0)));
         wn_put_longstr(&w, q->args);
     }
-    if (!w.overflow) emit(out, declared ? DEF_QUEUE_DECLARE : DEF_QUEUE_DELETE, &w);
-    if (buf != small) free(buf);
+    record_end(out, start, declared ? DEF_QUEUE_DECLARE : DEF_QUEUE_DELETE, &w);
 }
 
 static void encode_binding(buf_t *out, const binding_t *b, bool added) {
-    uint8_t small[2048];
-    size_t cap = sizeof small + b->args.len;
-    uint8_t *buf = cap > sizeof small ? malloc(cap) : small;
     wn_writer_t w;
-    if (!buf) return;
-    wn_writer_init(&w, buf, cap);
+    uint8_t *start = record_begin(out, NAMES_ROOM + b->args.len, &w);
     put_name(&w, b->source->vhost->name);
     /* Names may hold NUL bytes: write them by length, never by strlen. */
     wn_put_shortstr(&w, wn_bytes(b->source->name, b->source->name_len));
@@ -121,8 +117,7 @@ static void encode_binding(buf_t *out, const binding_t *b, bool added) {
                                  : wn_bytes(b->exchange->name, b->exchange->name_len));
     wn_put_shortstr(&w, b->key);
     wn_put_longstr(&w, b->args);
-    if (!w.overflow) emit(out, added ? DEF_BINDING_ADD : DEF_BINDING_REMOVE, &w);
-    if (buf != small) free(buf);
+    record_end(out, start, added ? DEF_BINDING_ADD : DEF_BINDING_REMOVE, &w);
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
@@ -149,11 +144,10 @@ static int fsync_dir(const char *dir) {
 /* Everything live, as records: the queue id floor, exchanges and queues,
  * then the bindings. */
 static void encode_snapshot(buf_t *out) {
-    uint8_t idbuf[8];
     wn_writer_t w;
-    wn_writer_init(&w, idbuf, sizeof idbuf);
+    uint8_t *start = record_begin(out, 4, &w);
     wn_put32(&w, broker.next_queue_id);
-    emit(out, DEF_QUEUE_ID_FLOOR, &w);
+    record_end(out, start, DEF_QUEUE_ID_FLOOR, &w);
     for (vhost_t *vh = broker.vhosts.vhosts; vh; vh = vh->next) {
         exchange_t *x, *xt;
         queue_t *q, *qt;
