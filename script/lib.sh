@@ -2,7 +2,7 @@
 # Sourced, not run.
 
 # What building the broker needs.
-BUILD_PKGS="build-essential autoconf automake pkg-config libev-dev libssl-dev libinih-dev libisal-dev python3 amqp-specs"
+BUILD_PKGS="build-essential autoconf automake pkg-config libev-dev libssl-dev libinih-dev libisal-dev uthash-dev python3 amqp-specs"
 # What the tests add: librabbitmq-c and Python clients, clang for the fuzzer,
 # and RabbitMQ itself for the side-by-side comparison tests.
 TEST_PKGS="librabbitmq-dev python3-pika python3-kombu python3-amqp clang libclang-rt-14-dev rabbitmq-server"
