@@ -28,10 +28,12 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
      * not when the next socket event happens to wake the loop. */
     /* Between operations, and before their replies go out. */
     definitions_compact_if_due(&broker.defs);
-    while (broker.dispatch_list || broker.flush_list) {
+    /* The journal's records go out before the replies that depend on them. */
+    do {
         queue_dispatch_all();
+        store_flush();
         conn_flush_all();
-    }
+    } while (broker.dispatch_list || broker.flush_list);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
@@ -58,8 +60,7 @@ static int broker_init_users(void) {
 
 static void on_synced(void *ctx, uint64_t ticket, int err) {
     (void)ctx;
-    (void)ticket;
-    if (err) log_error("fdatasync failed: %s", strerror(err));
+    store_synced(ticket, err);
 }
 
 int broker_init(void) {
@@ -72,8 +73,14 @@ int broker_init(void) {
         return -1;
     }
     if (broker_init_users() < 0) return -1;
-    broker.syncer = syncer_new(broker.loop, on_synced, NULL, 0.002);
-    if (!broker.syncer || definitions_open(&broker.defs, broker.cfg.data_dir) < 0) return -1;
+    double delay = broker.cfg.journal_sync == JOURNAL_SYNC_BATCH
+                       ? broker.cfg.journal_sync_delay / 1000.0
+                       : 0.0;
+    broker.store.closed = true; /* nothing is recorded until the journal is open */
+    broker.syncer = syncer_new(broker.loop, on_synced, NULL, delay);
+    if (!broker.syncer || definitions_open(&broker.defs, broker.cfg.data_dir) < 0 ||
+        store_open(&broker.store, broker.cfg.data_dir) < 0)
+        return -1;
 
     listener_raise_fd_limit();
     for (int i = 0; i < broker.cfg.nlisteners; i++) {
@@ -114,6 +121,7 @@ void broker_shutdown(const char *why) {
 
 void broker_free(void) {
     broker.defs.suspended = true; /* tearing down is not deleting */
+    store_close(&broker.store);
     auth_free(&broker.auth);
     vhost_free_all(&broker.vhosts);
     if (broker.syncer) syncer_free(broker.syncer);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "definitions.h"
 #include "exchange.h"
+#include "store.h"
 #include "vhost.h"
 
 #include <ev.h>
@@ -45,9 +46,11 @@ typedef struct broker {
     route_result_t route_result; /* reused by every publish */
     uint64_t route_mark;
 
-    definitions_t defs;     /* durable exchanges, queues, bindings on disk */
-    struct syncer *syncer;  /* the fdatasync thread */
-    uint32_t next_queue_id; /* for durable queues; never reused */
+    definitions_t defs;           /* durable exchanges, queues, bindings on disk */
+    store_t store;                /* persistent messages on disk */
+    struct chan *durable_waiters; /* channels with replies waiting for a sync */
+    struct syncer *syncer;        /* the fdatasync thread */
+    uint32_t next_queue_id;       /* for durable queues; never reused */
 
     auth_db_t auth;
     vhost_registry_t vhosts;

@@ -42,6 +42,10 @@ typedef struct chan {
     uint64_t confirm_sent; /* ...and everything up to here has been */
     bool confirm_queued;   /* on the connection's list of channels to confirm */
     struct chan *confirm_next;
+    /* Replies that wait for the journal's sync, in order (publish.c). */
+    struct confirm_wait *waits;
+    uint32_t waits_head, waits_count, waits_cap;
+    struct chan *durable_prev, *durable_next; /* broker.durable_waiters */
 
     /* Transactions. */
     bool tx;

@@ -28,6 +28,9 @@ void config_init(config_t *cfg) {
     cfg->max_message_size = 134217728; /* 128 MiB, as RabbitMQ */
     cfg->log_level = LOG_INFO;
     cfg->data_dir = strdup("data");
+    cfg->journal_sync = JOURNAL_SYNC_BATCH;
+    cfg->journal_sync_delay = 2;
+    cfg->journal_segment_size = 64u << 20;
 }
 
 void config_free(config_t *cfg) {
@@ -115,6 +118,23 @@ int config_set(config_t *cfg, const char *key, const char *value, char *err, siz
     } else if (strcmp(key, "data_dir") == 0) {
         if (*value == '\0') return ERR("data_dir: must not be empty");
         set_string(&cfg->data_dir, value);
+    } else if (strcmp(key, "journal.sync") == 0) {
+        if (strcmp(value, "batch") == 0)
+            cfg->journal_sync = JOURNAL_SYNC_BATCH;
+        else if (strcmp(value, "always") == 0)
+            cfg->journal_sync = JOURNAL_SYNC_ALWAYS;
+        else if (strcmp(value, "off") == 0)
+            cfg->journal_sync = JOURNAL_SYNC_OFF;
+        else
+            return ERR("journal.sync: expected batch, always or off, got '%s'", value);
+    } else if (strcmp(key, "journal.sync_delay") == 0) {
+        if (parse_uint(value, 200, &n) < 0)
+            return ERR("journal.sync_delay: expected milliseconds (0-200), got '%s'", value);
+        cfg->journal_sync_delay = (uint32_t)n;
+    } else if (strcmp(key, "journal.segment_size") == 0) {
+        if (parse_uint(value, 1u << 30, &n) < 0 || n < 65536)
+            return ERR("journal.segment_size: expected bytes (65536-1073741824), got '%s'", value);
+        cfg->journal_segment_size = n;
     } else if (strcmp(key, "heartbeat") == 0) {
         if (parse_uint(value, 65535, &n) < 0)
             return ERR("heartbeat: expected seconds (0-65535), got '%s'", value);

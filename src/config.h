@@ -34,7 +34,17 @@ typedef struct config {
     uint64_t max_message_size;  /* bytes of body */
     int log_level;              /* log_level_t */
     char *data_dir;
+    int journal_sync;              /* journal_sync_t */
+    uint32_t journal_sync_delay;   /* milliseconds a batch waits for company (batch mode) */
+    uint64_t journal_segment_size; /* bytes per message segment file */
 } config_t;
+
+/* journal.sync (docs/journal.md, "Sync semantics"). */
+typedef enum journal_sync {
+    JOURNAL_SYNC_BATCH,
+    JOURNAL_SYNC_ALWAYS,
+    JOURNAL_SYNC_OFF
+} journal_sync_t;
 
 void config_init(config_t *cfg);
 void config_free(config_t *cfg);

@@ -9,6 +9,7 @@
 #include "connection.h"
 #include "declare.h"
 #include "log.h"
+#include "store.h"
 #include "table.h"
 #include "vhost.h"
 
@@ -92,12 +93,24 @@ static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, 
     d->q = q;
     d->consumer = c;
     d->e = *e;
-    d->e.seq = e->seq;
     d->tx_settled = d->tx_requeue = false;
     queue_ref(q);
     q->unacked++;
     ch->unacked++;
     if (c) c->unacked++;
+}
+
+/* After a message went out: gone for good (no-ack), or waiting for its ack.
+ * The journal hears of either, so that a restart knows. */
+static void consumer_delivered(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, qentry_t *e,
+                               bool no_ack) {
+    if (no_ack) {
+        store_ack(q, e);
+        message_unref(e->msg);
+        return;
+    }
+    if (!(e->flags & QENTRY_REDELIVERED)) store_delivered(q, e);
+    record_unacked(ch, tag, q, c, e);
 }
 
 void consumer_deliver(consumer_t *c, qentry_t *e) {
@@ -111,10 +124,7 @@ void consumer_deliver(consumer_t *c, qentry_t *e) {
     m.u.basic_deliver.exchange = message_exchange(e->msg);
     m.u.basic_deliver.routing_key = message_routing_key(e->msg);
     conn_send_content(ch->conn, ch->id, &m, e->msg);
-    if (c->no_ack)
-        message_unref(e->msg);
-    else
-        record_unacked(ch, tag, c->q, c, e);
+    consumer_delivered(ch, tag, c->q, c, e, c->no_ack);
 }
 
 /* ---- settling -------------------------------------------------------------------- */
@@ -123,10 +133,12 @@ typedef enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP } settle_t;
 
 static void settle(chan_t *ch, delivery_t *d, settle_t how) {
     queue_t *q = d->q;
-    if (how == SETTLE_REQUEUE)
+    if (how == SETTLE_REQUEUE) {
         queue_requeue(q, &d->e);
-    else
+    } else {
+        store_ack(q, &d->e);
         message_unref(d->e.msg);
+    }
     q->unacked--;
     ch->unacked--;
     if (d->consumer) d->consumer->unacked--;
@@ -379,10 +391,7 @@ void consumer_on_get(chan_t *ch, const wn_basic_get_t *m) {
     ok.u.basic_get_ok.routing_key = message_routing_key(e.msg);
     ok.u.basic_get_ok.message_count = q->count;
     conn_send_content(ch->conn, ch->id, &ok, e.msg);
-    if (m->no_ack)
-        message_unref(e.msg);
-    else
-        record_unacked(ch, tag, q, NULL, &e);
+    consumer_delivered(ch, tag, q, NULL, &e, m->no_ack);
 }
 
 void consumer_channel_closed(chan_t *ch) {

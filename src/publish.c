@@ -6,6 +6,12 @@
  * from the body frames, routed, and pushed onto every queue it reaches
  * (one message, shared). Confirms are counted per channel and sent as one
  * basic.ack (multiple) per read batch.
+ *
+ * A persistent message that reaches durable queues is written to the journal
+ * (store.h) as it is routed; its confirm (or the tx.commit-ok of its
+ * transaction) waits in the channel's queue of replies until the journal says
+ * the flush that carried it is on stable storage. Replies leave that queue in
+ * order, so a confirm never overtakes one that waits for the disk.
  */
 #include "publish.h"
 #include "broker.h"
@@ -15,6 +21,7 @@
 #include "log.h"
 #include "message.h"
 #include "queue.h"
+#include "store.h"
 #include "table.h"
 #include "vhost.h"
 
@@ -71,6 +78,98 @@ static void confirm_nack(chan_t *ch, uint64_t seq) {
     ch->confirm_sent = ch->confirm_upto = seq;
 }
 
+/* ---- replies that wait for the journal ----------------------------------------- */
+
+typedef enum { WAIT_ACK, WAIT_NACK, WAIT_COMMIT_OK } wait_kind_t;
+
+typedef struct confirm_wait {
+    uint64_t seq;   /* publish sequence number (acks and nacks) */
+    uint64_t flush; /* the journal flush it waits for; 0: none, only its turn */
+    wait_kind_t kind;
+} confirm_wait_t;
+
+static confirm_wait_t *wait_at(chan_t *ch, uint32_t i) {
+    return &ch->waits[(ch->waits_head + i) & (ch->waits_cap - 1)];
+}
+
+static void waiters_link(chan_t *ch) {
+    chan_t **head = &broker.durable_waiters;
+    ch->durable_prev = NULL;
+    ch->durable_next = *head;
+    if (*head) (*head)->durable_prev = ch;
+    *head = ch;
+}
+
+static void waiters_unlink(chan_t *ch) {
+    if (ch->durable_prev)
+        ch->durable_prev->durable_next = ch->durable_next;
+    else if (broker.durable_waiters == ch)
+        broker.durable_waiters = ch->durable_next;
+    if (ch->durable_next) ch->durable_next->durable_prev = ch->durable_prev;
+    ch->durable_prev = ch->durable_next = NULL;
+}
+
+static void wait_push(chan_t *ch, uint64_t seq, uint64_t flush, wait_kind_t kind) {
+    if (ch->waits_count == ch->waits_cap) {
+        uint32_t cap = ch->waits_cap ? ch->waits_cap * 2 : 16;
+        confirm_wait_t *w = malloc(cap * sizeof *w);
+        if (!w) abort(); /* a reply cannot be dropped; the broker cannot go on without memory */
+        for (uint32_t i = 0; i < ch->waits_count; i++)
+            w[i] = *wait_at(ch, i);
+        free(ch->waits);
+        ch->waits = w;
+        ch->waits_cap = cap;
+        ch->waits_head = 0;
+    }
+    if (ch->waits_count == 0) waiters_link(ch);
+    *wait_at(ch, ch->waits_count++) = (confirm_wait_t){seq, flush, kind};
+}
+
+static void send_commit_ok(chan_t *ch) {
+    if (ch->state != CHAN_OPEN) return;
+    wn_method_t ok = {.id = WN_TX_COMMIT_OK};
+    chan_send_method(ch, &ok);
+}
+
+/* Send every reply at the front whose flush is durable. */
+static void waits_release(chan_t *ch, uint64_t durable) {
+    while (ch->waits_count && wait_at(ch, 0)->flush <= durable) {
+        confirm_wait_t w = *wait_at(ch, 0);
+        ch->waits_head = (ch->waits_head + 1) & (ch->waits_cap - 1);
+        ch->waits_count--;
+        if (w.kind == WAIT_ACK)
+            confirm_upto(ch, w.seq);
+        else if (w.kind == WAIT_NACK)
+            confirm_nack(ch, w.seq);
+        else
+            send_commit_ok(ch);
+    }
+    send_confirms(ch);
+    if (ch->waits_count == 0) waiters_unlink(ch);
+}
+
+void publish_durable(uint64_t flush) {
+    chan_t *ch = broker.durable_waiters;
+    while (ch) {
+        chan_t *next = ch->durable_next;
+        waits_release(ch, flush);
+        ch = next;
+    }
+}
+
+/* A publish on a confirm channel is settled: ack or nack it now, or queue the
+ * reply behind the journal flush (or earlier replies) it must wait for. */
+static void confirm_publish(chan_t *ch, uint64_t seq, bool stored, uint64_t flush) {
+    if (flush == 0 && ch->waits_count == 0) {
+        if (stored)
+            confirm_upto(ch, seq);
+        else
+            confirm_nack(ch, seq);
+        return;
+    }
+    wait_push(ch, seq, flush, stored ? WAIT_ACK : WAIT_NACK);
+}
+
 /* ---- routing a complete message ------------------------------------------------- */
 
 static void send_return(chan_t *ch, message_t *msg) {
@@ -82,21 +181,55 @@ static void send_return(chan_t *ch, message_t *msg) {
     conn_send_content(ch->conn, ch->id, &r, msg);
 }
 
-/* Route and enqueue; returns false if the message could not be stored. */
-static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory) {
+#define JOURNAL_BATCH 64 /* durable queues named by one MSG record */
+
+/* Write msg to the journal once for up to JOURNAL_BATCH durable queues and
+ * push it onto each; false if it could not be kept. */
+static bool push_journaled(message_t *msg, queue_t *const *qs, uint32_t n) {
+    qentry_t at = {0};
+    bool ok = true;
+    if (!store_write_msg(msg, qs, n, &at)) return false;
+    for (uint32_t i = 0; i < n; i++) {
+        if (queue_push(qs[i], msg, &at)) {
+            queue_schedule_dispatch(qs[i]);
+        } else {
+            store_ack(qs[i], &at);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* Route and enqueue; returns false if the message could not be stored, and
+ * sets *journaled if a confirm must wait for the journal. */
+static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
     vhost_t *vh = ch->conn->vhost;
     exchange_t *x = exchange_find(vh, message_exchange(msg));
     route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+    queue_t *durable[JOURNAL_BATCH];
+    uint32_t nd = 0;
     bool stored = true;
 
     if (!x) return true; /* deleted since the publish was accepted: unroutable */
     exchange_route(x, &rm, &broker.route_result);
     for (uint32_t i = 0; i < broker.route_result.n; i++) {
         queue_t *q = broker.route_result.queues[i];
-        if (!queue_push(q, msg))
+        if (store_wanted(q, msg)) {
+            durable[nd++] = q;
+            if (nd == JOURNAL_BATCH) {
+                stored &= push_journaled(msg, durable, nd);
+                nd = 0;
+                *journaled = true;
+            }
+        } else if (!queue_push(q, msg, NULL)) {
             stored = false;
-        else
+        } else {
             queue_schedule_dispatch(q);
+        }
+    }
+    if (nd) {
+        stored &= push_journaled(msg, durable, nd);
+        *journaled = true;
     }
     if (broker.route_result.n == 0 && mandatory) send_return(ch, msg);
     return stored;
@@ -123,13 +256,11 @@ static void publish_complete(chan_t *ch) {
         ch->tx_publishes_tail = t;
         return;
     }
-    bool stored = deliver_message(ch, msg, ch->pub_mandatory);
+    bool journaled = false;
+    bool stored = deliver_message(ch, msg, ch->pub_mandatory, &journaled);
     message_unref(msg);
     if (!ch->confirm) return;
-    if (stored)
-        confirm_upto(ch, ch->publish_seq);
-    else
-        confirm_nack(ch, ch->publish_seq);
+    confirm_publish(ch, ch->publish_seq, stored, journaled ? store_next_flush(&broker.store) : 0);
 }
 
 /* ---- frames ------------------------------------------------------------------------ */
@@ -367,12 +498,16 @@ void publish_on_tx_commit(chan_t *ch) {
         chan_error(ch, WN_PRECONDITION_FAILED, WN_TX_COMMIT, "channel is not transactional");
         return;
     }
+    bool journaled = false;
     for (tx_publish_t *t = ch->tx_publishes; t; t = t->next)
-        deliver_message(ch, t->msg, t->mandatory);
+        deliver_message(ch, t->msg, t->mandatory, &journaled);
     tx_discard_publishes(ch);
     consumer_tx_commit(ch);
-    wn_method_t ok = {.id = WN_TX_COMMIT_OK};
-    chan_send_method(ch, &ok);
+    /* commit-ok means the transaction's persistent messages are on disk. */
+    if (journaled || ch->waits_count)
+        wait_push(ch, 0, journaled ? store_next_flush(&broker.store) : 0, WAIT_COMMIT_OK);
+    else
+        send_commit_ok(ch);
 }
 
 void publish_on_tx_rollback(chan_t *ch) {
@@ -391,6 +526,10 @@ void publish_channel_closed(chan_t *ch) {
     if (ch->pub_msg) message_unref(ch->pub_msg);
     ch->pub_msg = NULL;
     tx_discard_publishes(ch);
+    if (ch->waits_count) waiters_unlink(ch);
+    free(ch->waits);
+    ch->waits = NULL;
+    ch->waits_count = ch->waits_cap = ch->waits_head = 0;
     if (ch->confirm_queued) {
         chan_t **pp = &c->confirm_list;
         while (*pp && *pp != ch)

@@ -8,6 +8,8 @@
 #include "frame.h"
 #include "methods.h"
 
+#include <stdint.h>
+
 struct chan;
 struct conn;
 
@@ -22,6 +24,9 @@ void publish_on_tx_rollback(struct chan *ch);
 
 /* Send the batched basic.ack for every channel of the connection. */
 void publish_flush_confirms(struct conn *c);
+/* The journal's flushes up to `flush` are on stable storage: send the
+ * confirms and commit-oks that waited for them. */
+void publish_durable(uint64_t flush);
 /* The channel is going away: drop a half-assembled message and tx state. */
 void publish_channel_closed(struct chan *ch);
 

@@ -12,6 +12,7 @@
 #include "definitions.h"
 #include "exchange.h"
 #include "log.h"
+#include "store.h"
 #include "vhost.h"
 
 #include <stdlib.h>
@@ -112,15 +113,35 @@ static bool ring_grow(queue_t *q) {
     return true;
 }
 
-bool queue_push(queue_t *q, message_t *m) {
+/* How much of a queue's backlog stays in memory: past this, messages kept in
+ * the journal wait there and are read back when their turn comes. */
+#define QUEUE_HOT_COUNT 1024
+#define QUEUE_HOT_BYTES (8u << 20)
+
+static void hot_add(queue_t *q, const qentry_t *e, int sign) {
+    if (!e->msg) return;
+    q->hot += (uint32_t)sign;
+    q->hot_bytes += (uint64_t)sign * e->msg->body_len;
+}
+
+bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
     if (q->count == q->cap && !ring_grow(q)) return false;
     qentry_t *e = ring_at(q, q->count++);
-    e->msg = m;
+    *e = at ? *at : (qentry_t){0};
     e->seq = q->next_seq++;
-    e->flags = 0;
-    message_ref(m);
-    q->ready_bytes += m->body_len;
+    e->msg = NULL;
+    if (m && (!e->seg || (q->hot < QUEUE_HOT_COUNT && q->hot_bytes < QUEUE_HOT_BYTES))) {
+        e->msg = m;
+        message_ref(m);
+        hot_add(q, e, 1);
+    }
     return true;
+}
+
+/* A message that cannot stay: it leaves the queue for good. */
+static void queue_drop(queue_t *q, const qentry_t *e) {
+    store_ack(q, e);
+    if (e->msg) message_unref(e->msg);
 }
 
 /* Put a delivered message back where its sequence number belongs. Requeued
@@ -128,7 +149,7 @@ bool queue_push(queue_t *q, message_t *m) {
  * case is a push at the head. */
 void queue_requeue(queue_t *q, const qentry_t *e) {
     if (q->deleted || (q->count == q->cap && !ring_grow(q))) {
-        message_unref(e->msg);
+        queue_drop(q, e);
         return;
     }
     uint32_t lo = 0, hi = q->count;
@@ -148,23 +169,32 @@ void queue_requeue(queue_t *q, const qentry_t *e) {
     q->count++;
     *ring_at(q, lo) = *e;
     ring_at(q, lo)->flags |= QENTRY_REDELIVERED;
-    q->ready_bytes += e->msg->body_len;
+    hot_add(q, e, 1);
 }
 
-bool queue_pop(queue_t *q, qentry_t *out) {
+static bool queue_pop_raw(queue_t *q, qentry_t *out) {
     if (q->count == 0) return false;
     *out = *ring_at(q, 0);
     q->head = (q->head + 1) & (q->cap - 1);
     q->count--;
-    q->ready_bytes -= out->msg->body_len;
+    hot_add(q, out, -1);
     return true;
+}
+
+bool queue_pop(queue_t *q, qentry_t *out) {
+    while (queue_pop_raw(q, out)) {
+        if (!out->msg) out->msg = store_load(out);
+        if (out->msg) return true;
+        queue_drop(q, out); /* unreadable (logged): nothing else can be done with it */
+    }
+    return false;
 }
 
 uint32_t queue_purge(queue_t *q) {
     uint32_t n = q->count;
     qentry_t e;
-    while (queue_pop(q, &e))
-        message_unref(e.msg);
+    while (queue_pop_raw(q, &e))
+        queue_drop(q, &e);
     return n;
 }
 

@@ -28,9 +28,14 @@ struct binding;
 
 enum { QENTRY_REDELIVERED = 1 };
 
+/* A message in a queue. A message kept in the journal (store.h) has its
+ * record's place in seg/off/len (seg 0: not kept); its body may be only on
+ * disk while it waits (msg NULL: a cold entry), and is read back when it is
+ * taken off the queue. */
 typedef struct qentry {
     message_t *msg;
     uint64_t seq; /* position in the queue */
+    uint32_t seg, off, len;
     uint32_t flags;
 } qentry_t;
 
@@ -62,7 +67,8 @@ typedef struct queue {
     qentry_t *ring; /* ready messages, ordered by seq */
     uint32_t head, count, cap;
     uint64_t next_seq;
-    uint64_t ready_bytes;
+    uint32_t hot;       /* ready entries whose message is in memory... */
+    uint64_t hot_bytes; /* ...and their body bytes */
     uint32_t unacked;
 
     consumer_t *consumers, *consumers_tail;
@@ -89,8 +95,12 @@ static inline void queue_ref(queue_t *q) {
 }
 
 /* Ready messages. */
-bool queue_push(queue_t *q, message_t *m);         /* takes a new reference */
+/* Add a message at the tail. `at` says where the journal keeps it (NULL: not
+ * kept); m may then be NULL, or be left out of memory if the queue holds
+ * enough already. Takes a new reference to m when it keeps it. */
+bool queue_push(queue_t *q, message_t *m, const qentry_t *at);
 void queue_requeue(queue_t *q, const qentry_t *e); /* back in its place, redelivered */
+/* Take the head, its message in memory (read back from the journal if need be). */
 bool queue_pop(queue_t *q, qentry_t *out);
 uint32_t queue_purge(queue_t *q);
 
