@@ -411,7 +411,17 @@ int definitions_open(definitions_t *d, const char *data_dir) {
     if (scan.records)
         log_info("definitions: replayed %zu records from %s (%u ignored)", scan.records, d->path,
                  rp.ignored);
-    return definitions_compact(d);
+    if (definitions_compact(d) == 0) return 0;
+    /* No room for a snapshot (a full disk): go on appending to the old log,
+     * cut at its last good record. */
+    d->fd = open(d->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (d->fd < 0 || ftruncate(d->fd, (off_t)scan.end) < 0) {
+        log_error("cannot open %s: %s", d->path, strerror(errno));
+        return -1;
+    }
+    log_warning("definitions: appending to %s without a fresh snapshot", d->path);
+    d->size = d->snapshot_size = scan.end;
+    return 0;
 }
 
 void definitions_close(definitions_t *d) {
