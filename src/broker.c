@@ -5,6 +5,7 @@
  * Owns `broker`, the single struct through which all state is reached.
  */
 #include "broker.h"
+#include "alarm.h"
 #include "connection.h"
 #include "listener.h"
 #include "log.h"
@@ -88,6 +89,7 @@ int broker_init(void) {
         broker.nlisteners++;
     }
 
+    alarm_start();
     ev_prepare_init(&broker.flush_watcher, on_prepare);
     ev_prepare_start(broker.loop, &broker.flush_watcher);
     ev_signal_init(&broker.sigterm, on_signal, SIGTERM);
@@ -104,6 +106,7 @@ void broker_shutdown(const char *why) {
     log_info("stopping: %s; closing %u connections", why, broker.nconns);
     for (int i = 0; i < broker.nlisteners; i++)
         listener_close(&broker.listeners[i]);
+    alarm_stop();
     for (conn_t *c = broker.conns; c; c = c->next) {
         if (c->state == CONN_OPEN || (c->state > CONN_AWAIT_HEADER && c->state < CONN_CLOSING))
             conn_close(c, WN_CONNECTION_FORCED, 0,

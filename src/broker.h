@@ -48,6 +48,8 @@ typedef struct broker {
 
     definitions_t defs;           /* durable exchanges, queues, bindings on disk */
     store_t store;                /* persistent messages on disk */
+    unsigned alarms;              /* ALARM_* raised (alarm.h) */
+    ev_timer disk_timer;          /* free disk space checks */
     struct chan *durable_waiters; /* channels with replies waiting for a sync */
     struct syncer *syncer;        /* the fdatasync thread */
     uint32_t next_queue_id;       /* for durable queues; never reused */

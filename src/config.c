@@ -31,6 +31,7 @@ void config_init(config_t *cfg) {
     cfg->journal_sync = JOURNAL_SYNC_BATCH;
     cfg->journal_sync_delay = 2;
     cfg->journal_segment_size = 64u << 20;
+    cfg->disk_free_limit = 50000000; /* RabbitMQ's 50MB */
 }
 
 void config_free(config_t *cfg) {
@@ -48,6 +49,39 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *out) {
     if (errno || *end != '\0' || v > max) return -1;
     *out = v;
     return 0;
+}
+
+/* A size as rabbitmq.conf writes it: bytes, or a number with a unit; kB, MB,
+ * GB are powers of ten and k/K, KiB, M, MiB, G, GiB powers of two. */
+static int parse_size(const char *s, uint64_t *out) {
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {{"", 1},
+                 {"kB", 1000},
+                 {"KB", 1000},
+                 {"MB", 1000000},
+                 {"GB", 1000000000},
+                 {"k", 1024},
+                 {"K", 1024},
+                 {"KiB", 1024},
+                 {"kiB", 1024},
+                 {"M", 1048576},
+                 {"MiB", 1048576},
+                 {"G", 1073741824},
+                 {"GiB", 1073741824}};
+    char *end;
+    if (*s < '0' || *s > '9') return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].unit) != 0) continue;
+        if (v > UINT64_MAX / units[i].mult) return -1;
+        *out = v * units[i].mult;
+        return 0;
+    }
+    return -1;
 }
 
 static int parse_bool(const char *s, bool *out) {
@@ -135,6 +169,12 @@ int config_set(config_t *cfg, const char *key, const char *value, char *err, siz
         if (parse_uint(value, 1u << 30, &n) < 0 || n < 65536)
             return ERR("journal.segment_size: expected bytes (65536-1073741824), got '%s'", value);
         cfg->journal_segment_size = n;
+    } else if (strcmp(key, "disk_free_limit.absolute") == 0) {
+        if (parse_size(value, &n) < 0)
+            return ERR("disk_free_limit.absolute: expected bytes, optionally with a unit (kB, MB, "
+                       "GB, KiB, MiB, GiB...), got '%s'",
+                       value);
+        cfg->disk_free_limit = n;
     } else if (strcmp(key, "heartbeat") == 0) {
         if (parse_uint(value, 65535, &n) < 0)
             return ERR("heartbeat: expected seconds (0-65535), got '%s'", value);

@@ -37,6 +37,7 @@ typedef struct config {
     int journal_sync;              /* journal_sync_t */
     uint32_t journal_sync_delay;   /* milliseconds a batch waits for company (batch mode) */
     uint64_t journal_segment_size; /* bytes per message segment file */
+    uint64_t disk_free_limit;      /* publishers are blocked below this many free bytes */
 } config_t;
 
 /* journal.sync (docs/journal.md, "Sync semantics"). */

@@ -132,20 +132,46 @@ bool conn_is_backed_up(const conn_t *c) {
     return c->out_blocked;
 }
 
+/* Is reading paused (output backed up, or blocked by a resource alarm)? */
+static bool conn_read_paused(const conn_t *c) {
+    return c->out_blocked || (c->alarm_blocked && c->state == CONN_OPEN);
+}
+
+/* Read from the socket unless something pauses it. A paused connection is
+ * not expected to send heartbeats, so the clock restarts when it resumes. */
+static void conn_update_reading(conn_t *c) {
+    if (c->state == CONN_DEAD || conn_read_paused(c)) {
+        ev_io_stop(broker.loop, &c->rio);
+    } else if (!ev_is_active(&c->rio)) {
+        c->last_recv = ev_now(broker.loop);
+        ev_io_start(broker.loop, &c->rio);
+    }
+}
+
 /* Output passed the high-water mark: stop delivering to this client and stop
  * reading from it until it has read most of what it was sent. */
 static void conn_check_high_water(conn_t *c) {
     if (c->out_blocked || buf_pending(&c->out) < OUT_HIGH_WATER) return;
     c->out_blocked = true;
-    ev_io_stop(broker.loop, &c->rio);
+    conn_update_reading(c);
 }
 
 /* Below the low-water mark again: resume both. */
 static void conn_check_low_water(conn_t *c) {
     if (!c->out_blocked || buf_pending(&c->out) >= OUT_LOW_WATER) return;
     c->out_blocked = false;
-    if (c->state != CONN_DEAD) ev_io_start(broker.loop, &c->rio);
+    conn_update_reading(c);
     consumer_connection_writable(c);
+}
+
+void conn_set_blocked(conn_t *c, bool blocked, const char *reason) {
+    if (c->alarm_blocked == blocked || (blocked && c->state != CONN_OPEN)) return;
+    c->alarm_blocked = blocked;
+    conn_update_reading(c);
+    if (!(c->client_caps & CONN_CAP_CONNECTION_BLOCKED) || c->state != CONN_OPEN) return;
+    wn_method_t m = {.id = blocked ? WN_CONNECTION_BLOCKED : WN_CONNECTION_UNBLOCKED};
+    if (blocked) m.u.connection_blocked.reason = wn_cstr(reason);
+    conn_send_method(c, 0, &m);
 }
 
 void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
@@ -345,6 +371,7 @@ static size_t server_properties(uint8_t *buf, size_t cap) {
     /* Only what works is advertised; each capability is added as it lands. */
     wn_writer_init(&cw, capbuf, sizeof capbuf);
     wn_table_put_bool(&cw, "publisher_confirms", true);
+    wn_table_put_bool(&cw, "connection.blocked", true);
     wn_table_put_bool(&cw, "exchange_exchange_bindings", true);
     wn_table_put_bool(&cw, "basic.nack", true);
     wn_table_put_bool(&cw, "consumer_cancel_notify", true);
@@ -811,7 +838,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 
     switch (c->state) {
     case CONN_OPEN:
-        if (now - c->last_recv >= 2.0 * c->heartbeat) {
+        if (!conn_read_paused(c) && now - c->last_recv >= 2.0 * c->heartbeat) {
             log_error("closing AMQP connection %s: missed heartbeats from client, timeout: %us",
                       c->name, c->heartbeat);
             conn_kill(c);

@@ -55,10 +55,12 @@ typedef struct conn {
     char name[160]; /* "127.0.0.1:40312 -> 127.0.0.1:5672", as RabbitMQ names connections */
     bool peer_is_loopback;
 
-    buf_t in;         /* a partial frame waiting for more bytes; empty (no memory) otherwise */
-    buf_t out;        /* encoded frames not yet written */
-    bool out_blocked; /* output passed the high-water mark and has not yet drained
-                         below the low one: no deliveries, no reading */
+    buf_t in;           /* a partial frame waiting for more bytes; empty (no memory) otherwise */
+    buf_t out;          /* encoded frames not yet written */
+    bool out_blocked;   /* output passed the high-water mark and has not yet drained
+                           below the low one: no deliveries, no reading */
+    bool published;     /* has published: a resource alarm blocks it */
+    bool alarm_blocked; /* not read from while a resource alarm is raised (alarm.h) */
 
     /* Negotiated in tune / tune-ok. */
     uint16_t channel_max;
@@ -95,6 +97,10 @@ struct message;
  * header carrying the message's properties as published, body frames. */
 void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m,
                        const struct message *msg);
+
+/* Stop or resume reading from a connection for a resource alarm; a client
+ * with the connection.blocked capability is told (alarm.h). */
+void conn_set_blocked(conn_t *c, bool blocked, const char *reason);
 
 /* Output is piling up faster than the client reads it: deliver no more to it. */
 bool conn_is_backed_up(const conn_t *c);

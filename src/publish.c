@@ -14,6 +14,7 @@
  * order, so a confirm never overtakes one that waits for the disk.
  */
 #include "publish.h"
+#include "alarm.h"
 #include "broker.h"
 #include "channel.h"
 #include "consumer.h"
@@ -270,6 +271,7 @@ void publish_on_method(chan_t *ch, const wn_basic_publish_t *m) {
     exchange_t *x = exchange_find(vh, m->exchange);
 
     if (ch->confirm) ch->publish_seq++;
+    alarm_on_publish(ch->conn);
     if (!x) {
         chan_error(ch, WN_NOT_FOUND, WN_BASIC_PUBLISH, "no exchange '%.*s' in vhost '%s'",
                    (int)m->exchange.len, (const char *)m->exchange.ptr, vh->name);

@@ -7,6 +7,7 @@
  * through store_synced.
  */
 #include "store.h"
+#include "alarm.h"
 #include "broker.h"
 #include "log.h"
 #include "publish.h"
@@ -34,8 +35,6 @@ enum { REC_MSG = 1, REC_ACK = 2, REC_DELIVERED = 3 };
 typedef struct store_pending {
     uint64_t flush, ticket;
 } store_pending_t;
-
-static ev_timer retry_timer;
 
 /* ---- segments ------------------------------------------------------------------ */
 
@@ -156,9 +155,10 @@ static void write_failed(store_t *s, int err) {
         log_error("cannot write to the message journal: %s; confirms wait until it can",
                   strerror(err));
     s->write_failed = true;
-    if (!ev_is_active(&retry_timer)) {
-        ev_timer_set(&retry_timer, STORE_RETRY, 0.);
-        ev_timer_start(broker.loop, &retry_timer);
+    alarm_set(ALARM_JOURNAL, true);
+    if (!ev_is_active(&s->retry_timer)) {
+        ev_timer_set(&s->retry_timer, STORE_RETRY, 0.);
+        ev_timer_start(broker.loop, &s->retry_timer);
     }
 }
 
@@ -176,8 +176,11 @@ static bool flush_out(store_t *s) {
         buf_consume(&s->out, (size_t)n);
         s->cur_written += (uint64_t)n;
     }
-    if (s->write_failed) log_info("writing to the message journal again");
-    s->write_failed = false;
+    if (s->write_failed) {
+        log_info("writing to the message journal again");
+        s->write_failed = false;
+        alarm_set(ALARM_JOURNAL, false);
+    }
     if (s->out.cap > STORE_FLUSH_AT) buf_release(&s->out);
     s->flushes++;
     request_sync(s, g->fd);
@@ -222,7 +225,9 @@ void store_synced(uint64_t ticket, int err) {
 static segment_t *seg_for(store_t *s, uint64_t size) {
     segment_t *g = seg_current(s);
     if (g && g->size > 0 && g->size + size > broker.cfg.journal_segment_size) {
-        if (!flush_out(s)) return NULL; /* records never straddle a rollover */
+        /* Records never straddle a rollover: a segment that cannot be written
+         * out (a full disk) grows past its size until it can. */
+        if (!flush_out(s)) return g;
         g = NULL;
         s->collect_due = true;
     }
@@ -672,7 +677,7 @@ int store_open(store_t *s, const char *data_dir) {
         return -1;
     }
     if (store_recover(s) < 0) return -1;
-    ev_init(&retry_timer, on_retry);
+    ev_init(&s->retry_timer, on_retry);
     s->closed = false;
     /* Write to a fresh segment; the recovered ones go once their messages do. */
     if (!seg_create(s)) return -1;
@@ -683,7 +688,7 @@ int store_open(store_t *s, const char *data_dir) {
 void store_close(store_t *s) {
     if (!s->closed) flush_out(s);
     s->closed = true;
-    if (ev_is_active(&retry_timer)) ev_timer_stop(broker.loop, &retry_timer);
+    if (ev_is_active(&s->retry_timer)) ev_timer_stop(broker.loop, &s->retry_timer);
     for (uint32_t i = 0; i < s->nsegs; i++)
         close(s->segs[i].fd);
     if (s->dir_fd >= 0) close(s->dir_fd);

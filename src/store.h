@@ -24,6 +24,7 @@
 #include "message.h"
 #include "queue.h"
 
+#include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -48,11 +49,12 @@ typedef struct store {
     uint64_t durable_flush;        /* every flush up to this one is on stable storage */
     struct store_pending *pending; /* flushes waiting for their sync, oldest first */
     uint32_t npending, pending_cap;
-    bool write_failed; /* the last write() failed; records wait in `out` */
-    bool collect_due;  /* a segment may have become deletable */
-    bool closed;       /* not open yet, or tearing down: nothing is recorded */
-    uint64_t messages; /* MSG records written since start (for metrics) */
-    uint8_t *scratch;  /* reading records back */
+    bool write_failed;    /* the last write() failed; records wait in `out` */
+    ev_timer retry_timer; /* tries again while write_failed */
+    bool collect_due;     /* a segment may have become deletable */
+    bool closed;          /* not open yet, or tearing down: nothing is recorded */
+    uint64_t messages;    /* MSG records written since start (for metrics) */
+    uint8_t *scratch;     /* reading records back */
     size_t scratch_cap;
 } store_t;
 

@@ -28,10 +28,7 @@ Standard library only.
 """
 import os
 import random
-import select
 import signal
-import socket
-import struct
 import sys
 import time
 
@@ -39,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import chaos_frames as F  # noqa: E402
 import tap  # noqa: E402
+from rawclient import Client  # noqa: E402
 from broker import Broker, external  # noqa: E402
 
 KILLS = int(os.environ.get("WARREN_CRASH_KILLS", "20"))
@@ -48,68 +46,6 @@ QUEUES = ("crash.a", "crash.b")
 WINDOW = 500  # unconfirmed publishes in flight
 PER_CYCLE = 5000  # publishes per cycle at most
 KEEP = 2000  # messages of queue b kept (requeued) at each check
-
-
-class Client:
-    """One AMQP connection over a plain socket, read without blocking."""
-
-    def __init__(self, host, port):
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.reader = F.FrameReader()
-        self.frames = []
-        self.sock.sendall(F.PROTOCOL_HEADER)
-        self.expect("connection.start")
-        self.sock.sendall(F.start_ok())
-        tune = self.expect("connection.tune")
-        self.frame_max = tune[1] or 131072
-        self.sock.sendall(F.method(0, "connection.tune-ok", tune[0], self.frame_max, 0) +
-                          F.method(0, "connection.open", "/", "", False))
-        self.expect("connection.open-ok")
-        self.sock.sendall(F.method(1, "channel.open", ""))
-        self.expect("channel.open-ok")
-
-    def pump(self, timeout):
-        """Read what has arrived (waiting up to timeout); False once the socket is gone."""
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r:
-            return True
-        try:
-            data = self.sock.recv(1 << 20)
-        except OSError:
-            return False
-        if not data:
-            return False
-        self.frames += self.reader.feed(data)
-        return True
-
-    def next_frame(self, timeout=10):
-        deadline = time.monotonic() + timeout
-        while not self.frames:
-            if time.monotonic() > deadline or not self.pump(0.5):
-                raise AssertionError("no frame from the broker")
-        return self.frames.pop(0)
-
-    def expect(self, name):
-        ftype, _, payload = self.next_frame()
-        got, values = F.decode_method(payload) if ftype == F.FRAME_METHOD else (ftype, None)
-        if got != name:
-            raise AssertionError("expected %s, got %r %r" % (name, got, values))
-        return values
-
-    def message(self, payload):
-        """The rest of a content method: (properties payload, body)."""
-        _, _, header = self.next_frame()
-        size = F.decode_header(header)[1]
-        body = b""
-        while len(body) < size:
-            body += self.next_frame()[2]
-        return header, body
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def body_for(n, rng):
