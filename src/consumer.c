@@ -403,6 +403,13 @@ void consumer_channel_closed(chan_t *ch) {
     ch->ring = NULL;
 }
 
+void consumer_each_unacked(chan_t *ch, qentry_visit_fn fn, void *ctx) {
+    for (uint32_t i = 0; i < ch->ring_count; i++) {
+        delivery_t *d = ring_at(ch, i);
+        if (!d->settled) fn(d->q, &d->e, true, ctx);
+    }
+}
+
 void consumer_connection_writable(conn_t *conn) {
     for (uint32_t i = 0; i < conn->nchans; i++)
         if (conn->chans[i]) schedule_channel_queues(conn->chans[i]);

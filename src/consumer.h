@@ -47,6 +47,9 @@ void consumer_on_recover(struct chan *ch, bool requeue, bool async);
 void consumer_tx_commit(struct chan *ch);
 void consumer_tx_rollback(struct chan *ch);
 
+/* Visit every delivery of the channel that waits for its ack. */
+void consumer_each_unacked(struct chan *ch, qentry_visit_fn fn, void *ctx);
+
 /* The channel is closing: cancel its consumers, requeue what it had unacked. */
 void consumer_channel_closed(struct chan *ch);
 

@@ -198,6 +198,13 @@ uint32_t queue_purge(queue_t *q) {
     return n;
 }
 
+void queue_each_ready(queue_t *q, qentry_visit_fn fn, void *ctx) {
+    for (uint32_t i = 0; i < q->count; i++) {
+        qentry_t *e = ring_at(q, i);
+        fn(q, e, (e->flags & QENTRY_REDELIVERED) != 0, ctx);
+    }
+}
+
 /* ---- consumers ------------------------------------------------------------------ */
 
 /* Insert keeping the list ordered by priority, newest last within a priority. */

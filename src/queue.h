@@ -104,6 +104,10 @@ void queue_requeue(queue_t *q, const qentry_t *e); /* back in its place, redeliv
 bool queue_pop(queue_t *q, qentry_t *out);
 uint32_t queue_purge(queue_t *q);
 
+/* Visit every ready entry (delivered: it had been delivered before). */
+typedef void (*qentry_visit_fn)(queue_t *q, qentry_t *e, bool delivered, void *ctx);
+void queue_each_ready(queue_t *q, qentry_visit_fn fn, void *ctx);
+
 /* Consumers. */
 void queue_add_consumer(queue_t *q, consumer_t *c);
 /* Detach a consumer; an auto-delete queue whose last consumer goes is deleted. */

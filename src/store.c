@@ -9,6 +9,8 @@
 #include "store.h"
 #include "alarm.h"
 #include "broker.h"
+#include "connection.h"
+#include "consumer.h"
 #include "log.h"
 #include "publish.h"
 #include "record.h"
@@ -26,15 +28,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { REC_MSG = 1, REC_ACK = 2, REC_DELIVERED = 3 };
+enum { REC_MSG = 1, REC_ACK = 2, REC_DELIVERED = 3, REC_MOVED = 4 };
+
+/* A MOVED record's fields before the MSG-like rest: order place, from place. */
+#define MOVED_PREFIX 16
 
 #define STORE_MAX_RECORD (1u << 30)
-#define STORE_FLUSH_AT   (4u << 20) /* write the buffer out once it holds this much */
-#define STORE_RETRY      1.0        /* seconds between attempts after a failed write */
+#define STORE_FLUSH_AT   (4u << 20)  /* write the buffer out once it holds this much */
+#define STORE_RETRY      1.0         /* seconds between attempts after a failed write */
+#define COMPACT_INTERVAL 1.0         /* seconds between compactions */
+#define COMPACT_MAX      (64u << 20) /* live bytes copied by one compaction */
 
 typedef struct store_pending {
     uint64_t flush, ticket;
 } store_pending_t;
+
+static void compact(store_t *s);
 
 /* ---- segments ------------------------------------------------------------------ */
 
@@ -99,7 +108,8 @@ static void seg_collect(store_t *s) {
     for (uint32_t i = 0; i + 1 < s->nsegs;) {
         segment_t *g = &s->segs[i];
         bool older_needed = i > 0 && s->segs[i - 1].no >= g->min_ref;
-        if (g->live > 0 || older_needed) {
+        bool copy_pending = g->moved_flush > s->durable_flush;
+        if (g->live > 0 || older_needed || copy_pending) {
             i++;
             continue;
         }
@@ -117,6 +127,7 @@ static void seg_collect(store_t *s) {
 static void store_notify(store_t *s, uint64_t durable) {
     if (durable <= s->durable_flush) return;
     s->durable_flush = durable;
+    s->collect_due = true; /* compacted segments may go now */
     publish_durable(durable);
 }
 
@@ -190,6 +201,7 @@ static bool flush_out(store_t *s) {
 void store_flush(void) {
     store_t *s = &broker.store;
     if (s->closed) return;
+    if (!s->write_failed && ev_now(broker.loop) - s->last_compact >= COMPACT_INTERVAL) compact(s);
     flush_out(s);
     if (s->collect_due) seg_collect(s);
 }
@@ -257,17 +269,6 @@ static segment_t *append(store_t *s, uint8_t type, const record_part_t *parts, i
     return g;
 }
 
-static void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at) {
     store_t *s = &broker.store;
     /* priority, timestamp, queue count, queue ids, exchange, routing key, props length */
@@ -284,25 +285,26 @@ bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at)
     head[h++] = (uint8_t)(n >> 8);
     head[h++] = (uint8_t)n;
     for (uint32_t i = 0; i < n; i++, h += 4)
-        put32(head + h, qs[i]->durable_id);
+        wn_store32(head + h, qs[i]->durable_id);
     head[h++] = m->exchange_len;
     memcpy(head + h, message_exchange(m).ptr, m->exchange_len);
     h += m->exchange_len;
     head[h++] = m->routing_key_len;
     memcpy(head + h, message_routing_key(m).ptr, m->routing_key_len);
     h += m->routing_key_len;
-    put32(head + h, m->props_len);
+    wn_store32(head + h, m->props_len);
     h += 4;
-    put32(tail, (uint32_t)m->body_len);
+    wn_store32(tail, (uint32_t)m->body_len);
     record_part_t parts[] = {
         {head, h}, {message_props(m), m->props_len}, {tail, 4}, {message_body(m), m->body_len}};
     uint32_t off;
     segment_t *g = append(s, REC_MSG, parts, 4, &off);
     if (!g) return false;
-    g->live += n;
     at->seg = g->no;
     at->off = off;
     at->len = (uint32_t)(RECORD_HEADER_SIZE + h + m->props_len + 4 + m->body_len);
+    g->live += n;
+    g->live_bytes += (uint64_t)n * at->len;
     s->messages++;
     return true;
 }
@@ -311,9 +313,9 @@ bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at)
 static void write_ref(store_t *s, uint8_t type, const queue_t *q, const qentry_t *e) {
     uint8_t p[12];
     uint32_t off;
-    put32(p, q->durable_id);
-    put32(p + 4, e->seg);
-    put32(p + 8, e->off);
+    wn_store32(p, q->durable_id);
+    wn_store32(p + 4, e->seg);
+    wn_store32(p + 8, e->off);
     record_part_t part = {p, sizeof p};
     segment_t *g = append(s, type, &part, 1, &off);
     if (g && e->seg < g->min_ref) g->min_ref = e->seg;
@@ -324,7 +326,9 @@ void store_ack(queue_t *q, const qentry_t *e) {
     if (!e->seg || s->closed) return;
     if (!q->deleted) write_ref(s, REC_ACK, q, e);
     segment_t *g = seg_find(s, e->seg);
-    if (g && g->live > 0 && --g->live == 0) s->collect_due = true;
+    if (!g || g->live == 0) return;
+    g->live_bytes -= g->live_bytes < e->len ? g->live_bytes : e->len;
+    if (--g->live == 0) s->collect_due = true;
 }
 
 void store_delivered(queue_t *q, const qentry_t *e) {
@@ -356,17 +360,18 @@ static const uint8_t *read_record(store_t *s, segment_t *g, const qentry_t *e) {
     return n == (ssize_t)e->len ? s->scratch : NULL;
 }
 
-/* A message from a MSG record's payload. */
-static message_t *decode_msg(const uint8_t *p, uint32_t len) {
+/* A message from a MSG or MOVED record. */
+static message_t *decode_msg(const record_t *rec) {
     wn_reader_t r;
     wn_basic_props_t props = {.flags = WN_BASIC_DELIVERY_MODE_FLAG | WN_BASIC_PRIORITY_FLAG,
                               .delivery_mode = 2};
-    wn_reader_init(&r, p, len);
+    bool moved = rec->type == REC_MOVED;
+    wn_reader_init(&r, rec->payload, rec->len);
+    if (moved) wn_get_bytes(&r, MOVED_PREFIX);
     props.priority = wn_get8(&r);
     wn_get64(&r); /* timestamp */
     uint16_t nq = wn_get16(&r);
-    for (uint16_t i = 0; i < nq; i++)
-        wn_get32(&r);
+    wn_get_bytes(&r, (size_t)nq * (moved ? 5 : 4));
     wn_bytes_t exchange = wn_get_shortstr(&r);
     wn_bytes_t rk = wn_get_shortstr(&r);
     wn_bytes_t pr = wn_get_longstr(&r);
@@ -384,13 +389,172 @@ message_t *store_load(const qentry_t *e) {
     record_t rec;
     const uint8_t *p = g ? read_record(s, g, e) : NULL;
     message_t *m = NULL;
-    if (p && record_check(p, e->len, STORE_MAX_RECORD, &rec) == (long)e->len && rec.type == REC_MSG)
-        m = decode_msg(rec.payload, rec.len);
+    if (p && record_check(p, e->len, STORE_MAX_RECORD, &rec) == (long)e->len &&
+        (rec.type == REC_MSG || rec.type == REC_MOVED))
+        m = decode_msg(&rec);
     if (!m)
         log_error("cannot read the message at %08" PRIu32 ".seg offset %" PRIu32
                   " back from the journal; it is dropped",
                   e->seg, e->off);
     return m;
+}
+
+/* ---- compaction ------------------------------------------------------------------------ */
+
+/* A segment mostly dead is compacted: the messages still in queues are copied
+ * to the current segment as MOVED records and their entries (ready or
+ * waiting for an ack) point at the copies; the old segment goes once the
+ * copies are durable. A long-lived message so never holds a whole segment,
+ * nor the later segments whose acks refer to it. */
+
+typedef struct live_ref {
+    queue_t *q;
+    qentry_t *e;
+    bool delivered;
+} live_ref_t;
+
+typedef struct compaction {
+    store_t *s;
+    live_ref_t *refs;
+    size_t n, cap;
+    bool oom;
+} compaction_t;
+
+static void compact_visit(queue_t *q, qentry_t *e, bool delivered, void *ctx) {
+    compaction_t *c = ctx;
+    segment_t *g = e->seg ? seg_find(c->s, e->seg) : NULL;
+    if (!g || !g->compacting || q->deleted) return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        live_ref_t *r = realloc(c->refs, cap * sizeof *r);
+        if (!r) {
+            c->oom = true;
+            return;
+        }
+        c->refs = r;
+        c->cap = cap;
+    }
+    c->refs[c->n++] = (live_ref_t){q, e, delivered};
+}
+
+static int cmp_ref(const void *a, const void *b) {
+    const qentry_t *x = ((const live_ref_t *)a)->e, *y = ((const live_ref_t *)b)->e;
+    if (x->seg != y->seg) return x->seg < y->seg ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Copy one message (refs[0..n), all at the same place, n <= 64) to the
+ * current segment and point its entries at the copy. */
+static void compact_one(store_t *s, live_ref_t *refs, size_t n) {
+    qentry_t from = *refs[0].e;
+    segment_t *og = seg_find(s, from.seg);
+    record_t rec;
+    const uint8_t *p = og ? read_record(s, og, &from) : NULL;
+    if (!p || record_check(p, from.len, STORE_MAX_RECORD, &rec) != (long)from.len) return;
+    wn_reader_t r;
+    wn_reader_init(&r, rec.payload, rec.len);
+    uint8_t head[MOVED_PREFIX + 1 + 8 + 2 + 5 * 64];
+    size_t h = 0;
+    if (rec.type == REC_MOVED) { /* keeps the place it was first written */
+        memcpy(head, wn_get_bytes(&r, 8).ptr, 8);
+    } else {
+        wn_store32(head, from.seg);
+        wn_store32(head + 4, from.off);
+    }
+    wn_store32(head + 8, from.seg);
+    wn_store32(head + 12, from.off);
+    h = MOVED_PREFIX;
+    if (rec.type == REC_MOVED) wn_get_bytes(&r, 8);
+    memcpy(head + h, wn_get_bytes(&r, 9).ptr, 9); /* priority, timestamp */
+    h += 9;
+    uint16_t nq = wn_get16(&r);
+    wn_get_bytes(&r, (size_t)nq * (rec.type == REC_MOVED ? 5 : 4));
+    if (r.err) return;
+    head[h++] = (uint8_t)(n >> 8);
+    head[h++] = (uint8_t)n;
+    for (size_t i = 0; i < n; i++, h += 5) {
+        wn_store32(head + h, refs[i].q->durable_id);
+        head[h + 4] = refs[i].delivered ? 1 : 0;
+    }
+    /* The rest (names, properties, body) is copied as it is; it lives in the
+     * scratch buffer or the write buffer, so take a copy before appending. */
+    size_t rest_len = wn_reader_left(&r);
+    uint8_t *rest = malloc(rest_len ? rest_len : 1);
+    if (!rest) return;
+    memcpy(rest, r.p, rest_len);
+    record_part_t parts[] = {{head, h}, {rest, rest_len}};
+    uint32_t off;
+    segment_t *g = append(s, REC_MOVED, parts, 2, &off);
+    free(rest);
+    if (!g) return;
+    og = seg_find(s, from.seg); /* the table may have moved when a segment was added */
+    uint32_t len = (uint32_t)(RECORD_HEADER_SIZE + h + rest_len);
+    for (size_t i = 0; i < n; i++) {
+        qentry_t *e = refs[i].e;
+        og->live--;
+        og->live_bytes -= og->live_bytes < e->len ? og->live_bytes : e->len;
+        e->seg = g->no;
+        e->off = off;
+        e->len = len;
+        g->live++;
+        g->live_bytes += len;
+    }
+    if (from.seg < g->min_ref) g->min_ref = from.seg;
+}
+
+/* Mark the segments worth compacting; false if there are none. */
+static bool compact_pick(store_t *s) {
+    uint64_t budget = COMPACT_MAX;
+    bool any = false;
+    for (uint32_t i = 0; i + 1 < s->nsegs; i++) {
+        segment_t *g = &s->segs[i];
+        if (g->live == 0 || g->live_bytes * 2 >= g->size || g->live_bytes > budget) continue;
+        g->compacting = true;
+        budget -= g->live_bytes;
+        any = true;
+    }
+    return any;
+}
+
+static void compact(store_t *s) {
+    compaction_t c = {.s = s};
+    s->last_compact = ev_now(broker.loop);
+    if (!compact_pick(s)) return;
+    for (vhost_t *vh = broker.vhosts.vhosts; vh; vh = vh->next) {
+        queue_t *q, *tmp;
+        HASH_ITER(hh, vh->queues, q, tmp) {
+            if (q->durable_id) queue_each_ready(q, compact_visit, &c);
+        }
+    }
+    for (conn_t *conn = broker.conns; conn; conn = conn->next)
+        for (uint32_t i = 0; i < conn->nchans; i++)
+            if (conn->chans[i]) consumer_each_unacked(conn->chans[i], compact_visit, &c);
+    uint32_t picked = 0;
+    for (uint32_t i = 0; i < s->nsegs; i++)
+        picked += s->segs[i].compacting;
+    log_info("journal: compacting %" PRIu32 " segments: copying %zu live messages", picked, c.n);
+    if (!c.oom) {
+        qsort(c.refs, c.n, sizeof *c.refs, cmp_ref);
+        for (size_t i = 0, j; i < c.n; i = j) {
+            for (j = i + 1; j < c.n && j - i < 64 && c.refs[j].e->seg == c.refs[i].e->seg &&
+                            c.refs[j].e->off == c.refs[i].e->off;
+                 j++)
+                ;
+            compact_one(s, c.refs + i, j - i);
+        }
+    }
+    for (uint32_t i = 0; i < s->nsegs; i++) {
+        segment_t *g = &s->segs[i];
+        if (!g->compacting) continue;
+        g->compacting = false;
+        g->moved_flush = store_next_flush(s);
+        s->compactions++;
+        if (g->live)
+            log_warning("journal: %" PRIu64 " messages of %08" PRIu32 ".seg were not found to copy",
+                        g->live, g->no);
+    }
+    s->collect_due = true;
+    free(c.refs);
 }
 
 /* ---- recovery ------------------------------------------------------------------------- */
@@ -399,6 +563,7 @@ message_t *store_load(const qentry_t *e) {
  * its queue: open addressing with linear probing. */
 typedef struct rentry {
     uint32_t qid, seg, off, len; /* qid 0: empty; len's top bit: delivered */
+    uint32_t oseg, ooff;         /* where it was first written: its place in queue order */
 } rentry_t;
 
 #define RENTRY_DELIVERED 0x80000000u
@@ -446,14 +611,14 @@ static bool rgrow(recovery_t *rc) {
     return true;
 }
 
-static void rput(recovery_t *rc, uint32_t qid, uint32_t off, uint32_t len) {
+static void rput(recovery_t *rc, const rentry_t *r) {
     if ((rc->n + 1) * 2 > rc->cap && !rgrow(rc)) {
         rc->oom = true;
         return;
     }
-    rentry_t *e = rfind(rc, qid, rc->seg, off);
+    rentry_t *e = rfind(rc, r->qid, r->seg, r->off);
     if (e->qid == 0) rc->n++;
-    *e = (rentry_t){qid, rc->seg, off, len};
+    *e = *r;
 }
 
 /* Remove with backward shifting, so that probe chains stay whole. */
@@ -479,23 +644,51 @@ static queue_t *rqueue(recovery_t *rc, uint32_t qid) {
     return qid && qid <= rc->nqueues ? rc->queues[qid - 1] : NULL;
 }
 
+static void rdel(recovery_t *rc, rentry_t *e);
+
+/* MSG: an entry for each named queue. MOVED: the same, each taking over the
+ * entry (and the delivered mark) of the place it was copied from. */
 static void recover_msg(recovery_t *rc, const record_t *rec) {
     wn_reader_t r;
+    bool moved = rec->type == REC_MOVED;
+    rentry_t e = {.seg = rc->seg,
+                  .off = (uint32_t)rec->offset,
+                  .len = RECORD_HEADER_SIZE + rec->len,
+                  .oseg = rc->seg,
+                  .ooff = (uint32_t)rec->offset};
+    uint32_t from_seg = 0, from_off = 0;
     wn_reader_init(&r, rec->payload, rec->len);
+    if (moved) {
+        e.oseg = wn_get32(&r);
+        e.ooff = wn_get32(&r);
+        from_seg = wn_get32(&r);
+        from_off = wn_get32(&r);
+        if (from_seg < rc->g->min_ref) rc->g->min_ref = from_seg;
+    }
     wn_get8(&r);
     wn_get64(&r);
     uint16_t nq = wn_get16(&r);
     for (uint16_t i = 0; i < nq && !r.err; i++) {
-        uint32_t qid = wn_get32(&r);
-        if (!r.err && rqueue(rc, qid))
-            rput(rc, qid, (uint32_t)rec->offset, RECORD_HEADER_SIZE + rec->len);
+        e.qid = wn_get32(&r);
+        uint32_t delivered = moved && (wn_get8(&r) & 1) ? RENTRY_DELIVERED : 0;
+        if (r.err || !rqueue(rc, e.qid)) continue;
+        if (moved && rc->cap) {
+            rentry_t *old = rfind(rc, e.qid, from_seg, from_off);
+            if (old->qid) {
+                delivered |= old->len & RENTRY_DELIVERED;
+                rdel(rc, old);
+            }
+        }
+        rentry_t put = e;
+        put.len |= delivered;
+        rput(rc, &put);
     }
 }
 
 static void recover_ref(recovery_t *rc, const record_t *rec) {
     if (rec->len != 12) return;
-    uint32_t qid = get32(rec->payload), seg = get32(rec->payload + 4);
-    uint32_t off = get32(rec->payload + 8);
+    uint32_t qid = wn_load32(rec->payload), seg = wn_load32(rec->payload + 4);
+    uint32_t off = wn_load32(rec->payload + 8);
     if (seg < rc->g->min_ref) rc->g->min_ref = seg;
     if (!rc->cap) return;
     rentry_t *e = rfind(rc, qid, seg, off);
@@ -509,7 +702,7 @@ static void recover_ref(recovery_t *rc, const record_t *rec) {
 static void recover_record(const record_t *rec, void *ctx) {
     recovery_t *rc = ctx;
     if (rec->offset > UINT32_MAX) return;
-    if (rec->type == REC_MSG)
+    if (rec->type == REC_MSG || rec->type == REC_MOVED)
         recover_msg(rc, rec);
     else if (rec->type == REC_ACK || rec->type == REC_DELIVERED)
         recover_ref(rc, rec);
@@ -606,8 +799,8 @@ static int index_queues(recovery_t *rc) {
 static int cmp_rentry(const void *a, const void *b) {
     const rentry_t *x = a, *y = b;
     if (x->qid != y->qid) return x->qid < y->qid ? -1 : 1;
-    if (x->seg != y->seg) return x->seg < y->seg ? -1 : 1;
-    return x->off < y->off ? -1 : x->off > y->off;
+    if (x->oseg != y->oseg) return x->oseg < y->oseg ? -1 : 1;
+    return x->ooff < y->ooff ? -1 : x->ooff > y->ooff;
 }
 
 /* Put what survived into the queues, in the order it was published. */
@@ -621,7 +814,10 @@ static size_t recover_into_queues(recovery_t *rc) {
         qentry_t e = {.seg = r->seg, .off = r->off, .len = r->len & ~RENTRY_DELIVERED};
         if (r->len & RENTRY_DELIVERED) e.flags = QENTRY_REDELIVERED;
         segment_t *g = seg_find(rc->s, r->seg);
-        if (g && queue_push(rqueue(rc, r->qid), NULL, &e)) g->live++;
+        if (g && queue_push(rqueue(rc, r->qid), NULL, &e)) {
+            g->live++;
+            g->live_bytes += e.len;
+        }
     }
     return n;
 }

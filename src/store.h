@@ -29,11 +29,14 @@
 #include <stdint.h>
 
 typedef struct segment {
-    uint32_t no;      /* the file is msgs/<no>.seg, numbered from 1 in write order */
-    int fd;           /* open for reading (and appending, for the current one) */
-    uint64_t size;    /* bytes written to the file */
-    uint64_t live;    /* (queue, message) pairs of its MSG records still in a queue */
-    uint32_t min_ref; /* the oldest segment its ACK and DELIVERED records refer to */
+    uint32_t no;          /* the file is msgs/<no>.seg, numbered from 1 in write order */
+    int fd;               /* open for reading (and appending, for the current one) */
+    uint64_t size;        /* bytes written to the file */
+    uint64_t live;        /* (queue, message) pairs of its MSG records still in a queue */
+    uint64_t live_bytes;  /* their record bytes (a record counted once per queue) */
+    uint32_t min_ref;     /* the oldest segment its ACK and DELIVERED records refer to */
+    uint64_t moved_flush; /* compacted: may go once this flush is durable */
+    bool compacting;
 } segment_t;
 
 typedef struct store {
@@ -49,12 +52,14 @@ typedef struct store {
     uint64_t durable_flush;        /* every flush up to this one is on stable storage */
     struct store_pending *pending; /* flushes waiting for their sync, oldest first */
     uint32_t npending, pending_cap;
-    bool write_failed;    /* the last write() failed; records wait in `out` */
-    ev_timer retry_timer; /* tries again while write_failed */
-    bool collect_due;     /* a segment may have become deletable */
-    bool closed;          /* not open yet, or tearing down: nothing is recorded */
-    uint64_t messages;    /* MSG records written since start (for metrics) */
-    uint8_t *scratch;     /* reading records back */
+    bool write_failed;      /* the last write() failed; records wait in `out` */
+    ev_timer retry_timer;   /* tries again while write_failed */
+    bool collect_due;       /* a segment may have become deletable */
+    ev_tstamp last_compact; /* when segments were last compacted */
+    uint64_t compactions;   /* segments compacted since start */
+    bool closed;            /* not open yet, or tearing down: nothing is recorded */
+    uint64_t messages;      /* MSG records written since start (for metrics) */
+    uint8_t *scratch;       /* reading records back */
     size_t scratch_cap;
 } store_t;
 
