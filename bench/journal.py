@@ -2,7 +2,7 @@
 """Measure the journal: memory per stored message, and recovery time.
 
     bench/journal.py [--messages 1000000] [--queues 10] [--size 1024]
-                     [--bin build/src/warren] [--dir DIR] [--keep]
+                     [--bin build/src/warren] [--dir DIR] [--keep] [--compare]
 
 Starts a broker (its own data dir, a free loopback port), declares durable
 queues, publishes persistent messages of --size bytes spread evenly over them
@@ -15,6 +15,13 @@ so the client is not the bottleneck), and waits for every confirm. It prints:
   - after kill -9 and a restart: the seconds until the broker listens, until
     every queue reports all its messages, and until a message has been
     consumed from every queue.
+
+With --compare it then starts the reference RabbitMQ (Debian's package,
+through ../shared/tools/reference-rabbitmq.sh beside the checkout, as the
+interop suites do), runs the same publish (classic durable queues, persistent
+messages, confirms) against it and prints both rates and their ratio.
+RabbitMQ's classic queues confirm without fsync; Warren's figure is with
+fsync before every confirm.
 
 Standard library only; uses tests/e2e/chaos_frames.py to build frames.
 """
@@ -30,6 +37,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "interop", "lib"))
 
 import chaos_frames as F  # noqa: E402
 
@@ -41,8 +49,8 @@ def free_port():
 
 
 class Conn:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port))
+    def __init__(self, port, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.reader = F.FrameReader()
         self.frames = []
@@ -101,6 +109,7 @@ def publish(c, queues, n, size):
               F.header_frame(1, size, {"delivery-mode": 2}) + F.body_frame(1, body)
               for q in queues]
     sent = confirmed = 0
+    singles = set()  # acked one by one above `confirmed` (a broker may ack out of order)
     window = 20000
     while confirmed < n:
         if sent < n and sent - confirmed < window:
@@ -111,7 +120,13 @@ def publish(c, queues, n, size):
         ftype, _, payload = c.frame()
         name, v = F.decode_method(payload)
         if name == "basic.ack":
-            confirmed = v[0] if v[1] else confirmed + 1
+            if v[1]:
+                confirmed = max(confirmed, v[0])
+            elif v[0] > confirmed:
+                singles.add(v[0])
+            while confirmed + 1 in singles:
+                confirmed += 1
+                singles.discard(confirmed)
         elif name == "basic.nack":
             raise RuntimeError("the broker nacked message %d" % v[0])
 
@@ -128,7 +143,52 @@ def main():
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "src", "warren"))
     ap.add_argument("--dir", help="where the data dir goes (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--compare", action="store_true",
+                    help="also publish to the reference RabbitMQ and print the ratio")
     a = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    rate = run_warren(a)
+    if rate is None:
+        return 1
+    if a.compare:
+        return compare(a, rate)
+    return 0
+
+
+def declare_queues(c, queues):
+    for q in queues:
+        c.sock.sendall(F.method(1, "queue.declare", 0, q, False, True, False, False, False, []))
+        c.expect("queue.declare-ok")
+
+
+def compare(a, warren_rate):
+    import brokers
+    host, port, owned = brokers.reference()
+    if host is None:
+        print("no RabbitMQ to compare with: %s" % port)
+        return 1
+    try:
+        c = Conn(port, host)
+        queues = ["bench.j.%d" % i for i in range(a.queues)]
+        declare_queues(c, queues)
+        t0 = time.monotonic()
+        publish(c, queues, a.messages, a.size)
+        dt = time.monotonic() - t0
+        rate = a.messages / dt
+        print("RabbitMQ: published %d persistent %d-byte messages to %d durable queues, "
+              "confirmed, in %.1f s: %.0f msg/s" % (a.messages, a.size, a.queues, dt, rate))
+        print("Warren / RabbitMQ, confirmed persistent publishes: %.2fx" % (warren_rate / rate))
+        for q in queues:
+            c.sock.sendall(F.method(1, "queue.delete", 0, q, False, False, False))
+            c.expect("queue.delete-ok")
+        c.sock.close()
+    finally:
+        if owned:
+            owned.stop()
+    return 0
+
+
+def run_warren(a):
 
     top = tempfile.mkdtemp(prefix="warren-bench-journal-", dir=a.dir)
     port = free_port()
@@ -142,10 +202,7 @@ def main():
         wait_listening(port, proc)
         queues = ["bench.j.%d" % i for i in range(a.queues)]
         c = Conn(port)
-        for q in queues:
-            c.sock.sendall(F.method(1, "queue.declare", 0, q, False, True, False, False, False,
-                                    []))
-            c.expect("queue.declare-ok")
+        declare_queues(c, queues)
         time.sleep(0.2)
         before = rss_kib(proc.pid)
         t0 = time.monotonic()
@@ -186,8 +243,8 @@ def main():
               % (rss_kib(proc.pid) / 1024, rss_kib(proc.pid) * 1024 / max(total, 1)))
         if total != a.messages:
             print("MISMATCH: %d messages expected" % a.messages)
-            return 1
-        return 0
+            return None
+        return a.messages / dt
     finally:
         if proc.poll() is None:
             proc.kill()
