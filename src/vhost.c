@@ -65,6 +65,9 @@ void vhost_free_all(vhost_registry_t *reg) {
         vhost_t *next = vh->next;
         queue_t *q, *qtmp;
         exchange_t *x, *xtmp;
+        /* Tearing down: an exchange losing its last binding must not delete
+         * itself (it may be the next one this loop frees). */
+        HASH_ITER(hh, vh->exchanges, x, xtmp) x->auto_delete = false;
         HASH_ITER(hh, vh->queues, q, qtmp) queue_delete(q);
         HASH_ITER(hh, vh->exchanges, x, xtmp) exchange_delete(x);
         free_permissions(vh->permissions);
