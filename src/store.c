@@ -1,6 +1,7 @@
 /*
- * store.c - message segments: writing, reading back, deleting, recovering
- * (see store.h and docs/journal.md).
+ * store.c - message segments: writing, reading back and deleting (see
+ * store.h and docs/journal.md). Compaction is in store_compact.c, recovery
+ * in store_recover.c.
  *
  * Owns the files under data_dir/msgs and the write buffer. Runs on the loop
  * thread only; fdatasync happens on the syncer's thread, which reports back
@@ -9,45 +10,31 @@
 #include "store.h"
 #include "alarm.h"
 #include "broker.h"
-#include "connection.h"
-#include "consumer.h"
 #include "log.h"
 #include "publish.h"
 #include "record.h"
+#include "store_int.h"
 #include "syncer.h"
-#include "vhost.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { REC_MSG = 1, REC_ACK = 2, REC_DELIVERED = 3, REC_MOVED = 4 };
-
-/* A MOVED record's fields before the MSG-like rest: order place, from place. */
-#define MOVED_PREFIX 16
-
-#define STORE_MAX_RECORD (1u << 30)
-#define STORE_FLUSH_AT   (4u << 20)  /* write the buffer out once it holds this much */
-#define STORE_RETRY      1.0         /* seconds between attempts after a failed write */
-#define COMPACT_INTERVAL 1.0         /* seconds between compactions */
-#define COMPACT_MAX      (64u << 20) /* live bytes copied by one compaction */
+#define STORE_FLUSH_AT (4u << 20) /* write the buffer out once it holds this much */
+#define STORE_RETRY    1.0        /* seconds between attempts after a failed write */
 
 typedef struct store_pending {
     uint64_t flush, ticket;
 } store_pending_t;
 
-static void compact(store_t *s);
-
 /* ---- segments ------------------------------------------------------------------ */
 
-static segment_t *seg_find(store_t *s, uint32_t no) {
+segment_t *store_seg_find(store_t *s, uint32_t no) {
     uint32_t lo = 0, hi = s->nsegs;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
@@ -63,12 +50,12 @@ static segment_t *seg_current(store_t *s) {
     return s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
 }
 
-static void seg_path(const store_t *s, uint32_t no, char *out, size_t len) {
+void store_seg_path(const store_t *s, uint32_t no, char *out, size_t len) {
     snprintf(out, len, "%s/%08" PRIu32 ".seg", s->dir, no);
 }
 
 /* Append a segment to the table (numbers only grow). */
-static segment_t *seg_add(store_t *s, uint32_t no, int fd, uint64_t size) {
+segment_t *store_seg_add(store_t *s, uint32_t no, int fd, uint64_t size) {
     if (s->nsegs == s->cap) {
         uint32_t cap = s->cap ? s->cap * 2 : 16;
         segment_t *segs = realloc(s->segs, cap * sizeof *segs);
@@ -86,13 +73,13 @@ static segment_t *seg_add(store_t *s, uint32_t no, int fd, uint64_t size) {
 static segment_t *seg_create(store_t *s) {
     char path[4096];
     uint32_t no = s->next_no;
-    seg_path(s, no, path, sizeof path);
+    store_seg_path(s, no, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) {
         log_error("cannot create %s: %s", path, strerror(errno));
         return NULL;
     }
-    segment_t *g = seg_add(s, no, fd, 0);
+    segment_t *g = store_seg_add(s, no, fd, 0);
     if (!g) close(fd);
     s->cur_written = 0;
     s->dir_dirty = true;
@@ -113,7 +100,7 @@ static void seg_collect(store_t *s) {
             i++;
             continue;
         }
-        seg_path(s, g->no, path, sizeof path);
+        store_seg_path(s, g->no, path, sizeof path);
         if (unlink(path) < 0) log_warning("cannot delete %s: %s", path, strerror(errno));
         close(g->fd);
         memmove(g, g + 1, (s->nsegs - i - 1) * sizeof *g);
@@ -201,7 +188,8 @@ static bool flush_out(store_t *s) {
 void store_flush(void) {
     store_t *s = &broker.store;
     if (s->closed) return;
-    if (!s->write_failed && ev_now(broker.loop) - s->last_compact >= COMPACT_INTERVAL) compact(s);
+    if (!s->write_failed && ev_now(broker.loop) - s->last_compact >= STORE_COMPACT_INTERVAL)
+        store_compact(s);
     flush_out(s);
     if (s->collect_due) seg_collect(s);
 }
@@ -247,8 +235,8 @@ static segment_t *seg_for(store_t *s, uint64_t size) {
 }
 
 /* Buffer a record whose payload is `parts`; returns its offset in *off. */
-static segment_t *append(store_t *s, uint8_t type, const record_part_t *parts, int nparts,
-                         uint32_t *off) {
+segment_t *store_append(store_t *s, uint8_t type, const record_part_t *parts, int nparts,
+                        uint32_t *off) {
     uint64_t size = RECORD_HEADER_SIZE;
     for (int i = 0; i < nparts; i++)
         size += parts[i].n;
@@ -298,7 +286,7 @@ bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at)
     record_part_t parts[] = {
         {head, h}, {message_props(m), m->props_len}, {tail, 4}, {message_body(m), m->body_len}};
     uint32_t off;
-    segment_t *g = append(s, REC_MSG, parts, 4, &off);
+    segment_t *g = store_append(s, REC_MSG, parts, 4, &off);
     if (!g) return false;
     at->seg = g->no;
     at->off = off;
@@ -317,7 +305,7 @@ static void write_ref(store_t *s, uint8_t type, const queue_t *q, const qentry_t
     wn_store32(p + 4, e->seg);
     wn_store32(p + 8, e->off);
     record_part_t part = {p, sizeof p};
-    segment_t *g = append(s, type, &part, 1, &off);
+    segment_t *g = store_append(s, type, &part, 1, &off);
     if (g && e->seg < g->min_ref) g->min_ref = e->seg;
 }
 
@@ -325,7 +313,7 @@ void store_ack(queue_t *q, const qentry_t *e) {
     store_t *s = &broker.store;
     if (!e->seg || s->closed) return;
     if (!q->deleted) write_ref(s, REC_ACK, q, e);
-    segment_t *g = seg_find(s, e->seg);
+    segment_t *g = store_seg_find(s, e->seg);
     if (!g || g->live == 0) return;
     g->live_bytes -= g->live_bytes < e->len ? g->live_bytes : e->len;
     if (--g->live == 0) s->collect_due = true;
@@ -349,7 +337,7 @@ static bool scratch_room(store_t *s, size_t n) {
 }
 
 /* The bytes of a record: from the file, or from the buffer if not written yet. */
-static const uint8_t *read_record(store_t *s, segment_t *g, const qentry_t *e) {
+const uint8_t *store_read_record(store_t *s, segment_t *g, const qentry_t *e) {
     if (g == seg_current(s) && (uint64_t)e->off + e->len > s->cur_written) {
         uint64_t at = e->off - s->cur_written;
         if (e->off < s->cur_written || at + e->len > buf_pending(&s->out)) return NULL;
@@ -385,9 +373,9 @@ static message_t *decode_msg(const record_t *rec) {
 
 message_t *store_load(const qentry_t *e) {
     store_t *s = &broker.store;
-    segment_t *g = seg_find(s, e->seg);
+    segment_t *g = store_seg_find(s, e->seg);
     record_t rec;
-    const uint8_t *p = g ? read_record(s, g, e) : NULL;
+    const uint8_t *p = g ? store_read_record(s, g, e) : NULL;
     message_t *m = NULL;
     if (p && record_check(p, e->len, STORE_MAX_RECORD, &rec) == (long)e->len &&
         (rec.type == REC_MSG || rec.type == REC_MOVED))
@@ -397,461 +385,6 @@ message_t *store_load(const qentry_t *e) {
                   " back from the journal; it is dropped",
                   e->seg, e->off);
     return m;
-}
-
-/* ---- compaction ------------------------------------------------------------------------ */
-
-/* A segment mostly dead is compacted: the messages still in queues are copied
- * to the current segment as MOVED records and their entries (ready or
- * waiting for an ack) point at the copies; the old segment goes once the
- * copies are durable. A long-lived message so never holds a whole segment,
- * nor the later segments whose acks refer to it. */
-
-typedef struct live_ref {
-    queue_t *q;
-    qentry_t *e;
-    bool delivered;
-} live_ref_t;
-
-typedef struct compaction {
-    store_t *s;
-    live_ref_t *refs;
-    size_t n, cap;
-    bool oom;
-} compaction_t;
-
-static void compact_visit(queue_t *q, qentry_t *e, bool delivered, void *ctx) {
-    compaction_t *c = ctx;
-    segment_t *g = e->seg ? seg_find(c->s, e->seg) : NULL;
-    if (!g || !g->compacting || q->deleted) return;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        live_ref_t *r = realloc(c->refs, cap * sizeof *r);
-        if (!r) {
-            c->oom = true;
-            return;
-        }
-        c->refs = r;
-        c->cap = cap;
-    }
-    c->refs[c->n++] = (live_ref_t){q, e, delivered};
-}
-
-static int cmp_ref(const void *a, const void *b) {
-    const qentry_t *x = ((const live_ref_t *)a)->e, *y = ((const live_ref_t *)b)->e;
-    if (x->seg != y->seg) return x->seg < y->seg ? -1 : 1;
-    return x->off < y->off ? -1 : x->off > y->off;
-}
-
-/* Copy one message (refs[0..n), all at the same place, n <= 64) to the
- * current segment and point its entries at the copy. */
-static void compact_one(store_t *s, live_ref_t *refs, size_t n) {
-    qentry_t from = *refs[0].e;
-    segment_t *og = seg_find(s, from.seg);
-    record_t rec;
-    const uint8_t *p = og ? read_record(s, og, &from) : NULL;
-    if (!p || record_check(p, from.len, STORE_MAX_RECORD, &rec) != (long)from.len) return;
-    wn_reader_t r;
-    wn_reader_init(&r, rec.payload, rec.len);
-    uint8_t head[MOVED_PREFIX + 1 + 8 + 2 + 5 * 64];
-    size_t h = 0;
-    if (rec.type == REC_MOVED) { /* keeps the place it was first written */
-        memcpy(head, wn_get_bytes(&r, 8).ptr, 8);
-    } else {
-        wn_store32(head, from.seg);
-        wn_store32(head + 4, from.off);
-    }
-    wn_store32(head + 8, from.seg);
-    wn_store32(head + 12, from.off);
-    h = MOVED_PREFIX;
-    if (rec.type == REC_MOVED) wn_get_bytes(&r, 8);
-    memcpy(head + h, wn_get_bytes(&r, 9).ptr, 9); /* priority, timestamp */
-    h += 9;
-    uint16_t nq = wn_get16(&r);
-    wn_get_bytes(&r, (size_t)nq * (rec.type == REC_MOVED ? 5 : 4));
-    if (r.err) return;
-    head[h++] = (uint8_t)(n >> 8);
-    head[h++] = (uint8_t)n;
-    for (size_t i = 0; i < n; i++, h += 5) {
-        wn_store32(head + h, refs[i].q->durable_id);
-        head[h + 4] = refs[i].delivered ? 1 : 0;
-    }
-    /* The rest (names, properties, body) is copied as it is; it lives in the
-     * scratch buffer or the write buffer, so take a copy before appending. */
-    size_t rest_len = wn_reader_left(&r);
-    uint8_t *rest = malloc(rest_len ? rest_len : 1);
-    if (!rest) return;
-    memcpy(rest, r.p, rest_len);
-    record_part_t parts[] = {{head, h}, {rest, rest_len}};
-    uint32_t off;
-    segment_t *g = append(s, REC_MOVED, parts, 2, &off);
-    free(rest);
-    if (!g) return;
-    og = seg_find(s, from.seg); /* the table may have moved when a segment was added */
-    uint32_t len = (uint32_t)(RECORD_HEADER_SIZE + h + rest_len);
-    for (size_t i = 0; i < n; i++) {
-        qentry_t *e = refs[i].e;
-        og->live--;
-        og->live_bytes -= og->live_bytes < e->len ? og->live_bytes : e->len;
-        e->seg = g->no;
-        e->off = off;
-        e->len = len;
-        g->live++;
-        g->live_bytes += len;
-    }
-    if (from.seg < g->min_ref) g->min_ref = from.seg;
-}
-
-/* Mark the segments worth compacting; false if there are none. */
-static bool compact_pick(store_t *s) {
-    uint64_t budget = COMPACT_MAX;
-    bool any = false;
-    for (uint32_t i = 0; i + 1 < s->nsegs; i++) {
-        segment_t *g = &s->segs[i];
-        if (g->live == 0 || g->live_bytes * 2 >= g->size || g->live_bytes > budget) continue;
-        g->compacting = true;
-        budget -= g->live_bytes;
-        any = true;
-    }
-    return any;
-}
-
-static void compact(store_t *s) {
-    compaction_t c = {.s = s};
-    s->last_compact = ev_now(broker.loop);
-    if (!compact_pick(s)) return;
-    for (vhost_t *vh = broker.vhosts.vhosts; vh; vh = vh->next) {
-        queue_t *q, *tmp;
-        HASH_ITER(hh, vh->queues, q, tmp) {
-            if (q->durable_id) queue_each_ready(q, compact_visit, &c);
-        }
-    }
-    for (conn_t *conn = broker.conns; conn; conn = conn->next)
-        for (uint32_t i = 0; i < conn->nchans; i++)
-            if (conn->chans[i]) consumer_each_unacked(conn->chans[i], compact_visit, &c);
-    uint32_t picked = 0;
-    for (uint32_t i = 0; i < s->nsegs; i++)
-        picked += s->segs[i].compacting;
-    log_info("journal: compacting %" PRIu32 " segments: copying %zu live messages", picked, c.n);
-    if (!c.oom) {
-        qsort(c.refs, c.n, sizeof *c.refs, cmp_ref);
-        for (size_t i = 0, j; i < c.n; i = j) {
-            for (j = i + 1; j < c.n && j - i < 64 && c.refs[j].e->seg == c.refs[i].e->seg &&
-                            c.refs[j].e->off == c.refs[i].e->off;
-                 j++)
-                ;
-            compact_one(s, c.refs + i, j - i);
-        }
-    }
-    for (uint32_t i = 0; i < s->nsegs; i++) {
-        segment_t *g = &s->segs[i];
-        if (!g->compacting) continue;
-        g->compacting = false;
-        g->moved_flush = store_next_flush(s);
-        s->compactions++;
-        if (g->live)
-            log_warning("journal: %" PRIu64 " messages of %08" PRIu32 ".seg were not found to copy",
-                        g->live, g->no);
-    }
-    s->collect_due = true;
-    free(c.refs);
-}
-
-/* ---- recovery ------------------------------------------------------------------------- */
-
-/* (queue id, segment, offset) of every message found so far that is still in
- * its queue: open addressing with linear probing. */
-typedef struct rentry {
-    uint32_t qid, seg, off, len; /* qid 0: empty; len's top bit: delivered */
-    uint32_t oseg, ooff;         /* where it was first written: its place in queue order */
-} rentry_t;
-
-#define RENTRY_DELIVERED 0x80000000u
-
-typedef struct recovery {
-    store_t *s;
-    rentry_t *tab;
-    size_t cap, n;
-    queue_t **queues; /* by durable id - 1, up to nqueues */
-    uint32_t nqueues;
-    uint32_t seg; /* being scanned */
-    segment_t *g;
-    bool oom;
-} recovery_t;
-
-static size_t rhash(uint32_t qid, uint32_t seg, uint32_t off, size_t mask) {
-    uint64_t x = ((uint64_t)seg << 32 | off) ^ ((uint64_t)qid * 0x9E3779B97F4A7C15ull);
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    return (size_t)x & mask;
-}
-
-static rentry_t *rfind(recovery_t *rc, uint32_t qid, uint32_t seg, uint32_t off) {
-    size_t mask = rc->cap - 1;
-    for (size_t i = rhash(qid, seg, off, mask);; i = (i + 1) & mask) {
-        rentry_t *e = &rc->tab[i];
-        if (e->qid == 0 || (e->qid == qid && e->seg == seg && e->off == off)) return e;
-    }
-}
-
-static bool rgrow(recovery_t *rc) {
-    size_t cap = rc->cap ? rc->cap * 2 : 1u << 16;
-    rentry_t *old = rc->tab;
-    size_t ocap = rc->cap;
-    rc->tab = calloc(cap, sizeof *rc->tab);
-    if (!rc->tab) {
-        rc->tab = old;
-        return false;
-    }
-    rc->cap = cap;
-    for (size_t i = 0; i < ocap; i++)
-        if (old[i].qid) *rfind(rc, old[i].qid, old[i].seg, old[i].off) = old[i];
-    free(old);
-    return true;
-}
-
-static void rput(recovery_t *rc, const rentry_t *r) {
-    if ((rc->n + 1) * 2 > rc->cap && !rgrow(rc)) {
-        rc->oom = true;
-        return;
-    }
-    rentry_t *e = rfind(rc, r->qid, r->seg, r->off);
-    if (e->qid == 0) rc->n++;
-    *e = *r;
-}
-
-/* Remove with backward shifting, so that probe chains stay whole. */
-static void rdel(recovery_t *rc, rentry_t *e) {
-    size_t mask = rc->cap - 1;
-    size_t i = (size_t)(e - rc->tab), j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        rentry_t *f = &rc->tab[j];
-        if (f->qid == 0) break;
-        size_t home = rhash(f->qid, f->seg, f->off, mask);
-        /* f may move to i if its home is not in (i, j] cyclically. */
-        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-            rc->tab[i] = *f;
-            i = j;
-        }
-    }
-    rc->tab[i].qid = 0;
-    rc->n--;
-}
-
-static queue_t *rqueue(recovery_t *rc, uint32_t qid) {
-    return qid && qid <= rc->nqueues ? rc->queues[qid - 1] : NULL;
-}
-
-static void rdel(recovery_t *rc, rentry_t *e);
-
-/* MSG: an entry for each named queue. MOVED: the same, each taking over the
- * entry (and the delivered mark) of the place it was copied from. */
-static void recover_msg(recovery_t *rc, const record_t *rec) {
-    wn_reader_t r;
-    bool moved = rec->type == REC_MOVED;
-    rentry_t e = {.seg = rc->seg,
-                  .off = (uint32_t)rec->offset,
-                  .len = RECORD_HEADER_SIZE + rec->len,
-                  .oseg = rc->seg,
-                  .ooff = (uint32_t)rec->offset};
-    uint32_t from_seg = 0, from_off = 0;
-    wn_reader_init(&r, rec->payload, rec->len);
-    if (moved) {
-        e.oseg = wn_get32(&r);
-        e.ooff = wn_get32(&r);
-        from_seg = wn_get32(&r);
-        from_off = wn_get32(&r);
-        if (from_seg < rc->g->min_ref) rc->g->min_ref = from_seg;
-    }
-    wn_get8(&r);
-    wn_get64(&r);
-    uint16_t nq = wn_get16(&r);
-    for (uint16_t i = 0; i < nq && !r.err; i++) {
-        e.qid = wn_get32(&r);
-        uint32_t delivered = moved && (wn_get8(&r) & 1) ? RENTRY_DELIVERED : 0;
-        if (r.err || !rqueue(rc, e.qid)) continue;
-        if (moved && rc->cap) {
-            rentry_t *old = rfind(rc, e.qid, from_seg, from_off);
-            if (old->qid) {
-                delivered |= old->len & RENTRY_DELIVERED;
-                rdel(rc, old);
-            }
-        }
-        rentry_t put = e;
-        put.len |= delivered;
-        rput(rc, &put);
-    }
-}
-
-static void recover_ref(recovery_t *rc, const record_t *rec) {
-    if (rec->len != 12) return;
-    uint32_t qid = wn_load32(rec->payload), seg = wn_load32(rec->payload + 4);
-    uint32_t off = wn_load32(rec->payload + 8);
-    if (seg < rc->g->min_ref) rc->g->min_ref = seg;
-    if (!rc->cap) return;
-    rentry_t *e = rfind(rc, qid, seg, off);
-    if (e->qid == 0) return;
-    if (rec->type == REC_ACK)
-        rdel(rc, e);
-    else
-        e->len |= RENTRY_DELIVERED;
-}
-
-static void recover_record(const record_t *rec, void *ctx) {
-    recovery_t *rc = ctx;
-    if (rec->offset > UINT32_MAX) return;
-    if (rec->type == REC_MSG || rec->type == REC_MOVED)
-        recover_msg(rc, rec);
-    else if (rec->type == REC_ACK || rec->type == REC_DELIVERED)
-        recover_ref(rc, rec);
-}
-
-/* Scan one segment file into the table, truncating a torn tail. */
-static int recover_segment(recovery_t *rc, uint32_t no) {
-    store_t *s = rc->s;
-    char path[4096];
-    struct stat st;
-    record_scan_t scan = {0};
-    seg_path(s, no, path, sizeof path);
-    int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        log_error("cannot open %s: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    rc->seg = no;
-    rc->g = seg_add(s, no, fd, 0);
-    if (!rc->g) {
-        close(fd);
-        return -1;
-    }
-    if (st.st_size > 0) {
-        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            log_error("cannot map %s: %s", path, strerror(errno));
-            return -1;
-        }
-        madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
-        record_scan(map, (size_t)st.st_size, STORE_MAX_RECORD, recover_record, rc, &scan);
-        munmap(map, (size_t)st.st_size);
-    }
-    if (scan.skipped)
-        log_warning("%s: skipped %zu bytes of %u corrupt records", path, scan.skipped,
-                    scan.corruptions);
-    if (scan.torn) {
-        log_warning("%s: dropped %zu bytes of a torn tail", path, scan.torn);
-        if (ftruncate(fd, (off_t)scan.end) < 0)
-            log_warning("cannot truncate %s: %s", path, strerror(errno));
-    }
-    rc->g->size = scan.end;
-    return 0;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The segment numbers in the directory, ascending. */
-static int list_segments(store_t *s, uint32_t **out, uint32_t *n) {
-    DIR *d = opendir(s->dir);
-    struct dirent *de;
-    uint32_t cap = 0;
-    *out = NULL;
-    *n = 0;
-    if (!d) return -1;
-    while ((de = readdir(d)) != NULL) {
-        char *end;
-        unsigned long no = strtoul(de->d_name, &end, 10);
-        if (end == de->d_name || strcmp(end, ".seg") != 0 || no == 0 || no > UINT32_MAX) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint32_t *p = realloc(*out, cap * sizeof *p);
-            if (!p) {
-                closedir(d);
-                return -1;
-            }
-            *out = p;
-        }
-        (*out)[(*n)++] = (uint32_t)no;
-    }
-    closedir(d);
-    if (*n) qsort(*out, *n, sizeof **out, cmp_u32);
-    return 0;
-}
-
-/* Every durable queue, by id. */
-static int index_queues(recovery_t *rc) {
-    rc->nqueues = broker.next_queue_id;
-    rc->queues = calloc(rc->nqueues ? rc->nqueues : 1, sizeof *rc->queues);
-    if (!rc->queues) return -1;
-    for (vhost_t *vh = broker.vhosts.vhosts; vh; vh = vh->next) {
-        queue_t *q, *tmp;
-        HASH_ITER(hh, vh->queues, q, tmp) {
-            if (q->durable_id && q->durable_id <= rc->nqueues) rc->queues[q->durable_id - 1] = q;
-        }
-    }
-    return 0;
-}
-
-static int cmp_rentry(const void *a, const void *b) {
-    const rentry_t *x = a, *y = b;
-    if (x->qid != y->qid) return x->qid < y->qid ? -1 : 1;
-    if (x->oseg != y->oseg) return x->oseg < y->oseg ? -1 : 1;
-    return x->ooff < y->ooff ? -1 : x->ooff > y->ooff;
-}
-
-/* Put what survived into the queues, in the order it was published. */
-static size_t recover_into_queues(recovery_t *rc) {
-    size_t n = 0;
-    for (size_t i = 0; i < rc->cap; i++)
-        if (rc->tab[i].qid) rc->tab[n++] = rc->tab[i];
-    qsort(rc->tab, n, sizeof *rc->tab, cmp_rentry);
-    for (size_t i = 0; i < n; i++) {
-        rentry_t *r = &rc->tab[i];
-        qentry_t e = {.seg = r->seg, .off = r->off, .len = r->len & ~RENTRY_DELIVERED};
-        if (r->len & RENTRY_DELIVERED) e.flags = QENTRY_REDELIVERED;
-        segment_t *g = seg_find(rc->s, r->seg);
-        if (g && queue_push(rqueue(rc, r->qid), NULL, &e)) {
-            g->live++;
-            g->live_bytes += e.len;
-        }
-    }
-    return n;
-}
-
-static int store_recover(store_t *s) {
-    recovery_t rc = {.s = s};
-    uint32_t *nos, nsegs;
-    int rc_ = -1;
-    ev_tstamp t0 = ev_time();
-    uint64_t bytes = 0;
-
-    if (list_segments(s, &nos, &nsegs) < 0 || index_queues(&rc) < 0) {
-        log_error("cannot read %s: %s", s->dir, strerror(errno));
-        free(nos);
-        return -1;
-    }
-    for (uint32_t i = 0; i < nsegs; i++) {
-        if (recover_segment(&rc, nos[i]) < 0) goto out;
-        bytes += s->segs[s->nsegs - 1].size;
-    }
-    if (rc.oom) {
-        log_error("out of memory recovering the message journal");
-        goto out;
-    }
-    size_t n = rc.cap ? recover_into_queues(&rc) : 0;
-    if (nsegs)
-        log_info("journal: recovered %zu messages from %" PRIu32 " segments (%.1f MiB) in %.2f s",
-                 n, nsegs, (double)bytes / 1048576.0, ev_time() - t0);
-    rc_ = 0;
-out:
-    free(nos);
-    free(rc.tab);
-    free(rc.queues);
-    return rc_;
 }
 
 /* ---- opening and closing ----------------------------------------------------------------- */
