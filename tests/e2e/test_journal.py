@@ -9,6 +9,11 @@
   before it are all there.
 - A corrupt record in the middle of a segment is skipped with a log line;
   every other message is there and the broker serves as before.
+- A confirm waits for the sync: with journal.sync_delay = 200 a lone
+  persistent publish to a durable queue is confirmed no sooner than 200 ms
+  later, a transient one at once.
+- journal.sync = always and off: confirms still come, and confirmed
+  messages survive kill -9 (a broker crash; only an OS crash tells them apart).
 - Compaction: two long-lived messages among thousands that come and go (64
   KiB segments) do not keep their segments, nor the later ones, on disk;
   after kill -9 they are back once each, in order, the one delivered and not
@@ -163,7 +168,42 @@ def main():
     tap.ok(len(bodies(b, "j.bad")) == 3, "and the broker goes on taking messages")
     tap.ok(b.stop() == 0, "exits 0 on SIGTERM")
     compaction()
+    confirm_waits_for_sync()
+    for mode in ("always", "off"):
+        sync_mode(mode)
     return tap.done()
+
+
+def confirm_waits_for_sync():
+    b = Broker("journal.sync_delay = 200\n")
+    if not b.start():
+        return
+    c = conn(b)
+    ch = c.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("j.wait", durable=True)
+    took = {}
+    for mode in (1, 2):
+        t0 = time.monotonic()
+        ch.basic_publish("", "j.wait", b"x", pika.BasicProperties(delivery_mode=mode))
+        took[mode] = time.monotonic() - t0
+    tap.ok(took[2] >= 0.19, "a persistent message's confirm waits for the batched fdatasync "
+           "(%.0f ms with a 200 ms batch delay)" % (took[2] * 1000))
+    tap.ok(took[1] < 0.19, "a transient message's confirm does not (%.0f ms)" % (took[1] * 1000))
+    c.close()
+    tap.ok(b.stop() == 0, "exits 0 on SIGTERM")
+
+
+def sync_mode(mode):
+    b = Broker("journal.sync = %s\n" % mode)
+    if not b.start():
+        return
+    publish_n(b, "j.mode", 200)  # each publish waits for its confirm
+    kill(b)
+    b._spawn()
+    tap.ok(b._wait_listening(10) and bodies(b, "j.mode") == [b"msg-%04d" % i for i in range(200)],
+           "journal.sync = %s: 200 confirmed messages survive kill -9" % mode)
+    tap.ok(b.stop() == 0, "journal.sync = %s: exits 0 on SIGTERM" % mode)
 
 
 def churn(ch, n):
