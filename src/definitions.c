@@ -175,7 +175,10 @@ static int definitions_compact(definitions_t *d) {
         log_error("cannot replace %s: %s", d->path, strerror(errno));
         goto out;
     }
-    if (d->fd >= 0) close(d->fd);
+    if (d->fd >= 0) {
+        if (broker.syncer) syncer_forget(broker.syncer, d->fd);
+        close(d->fd);
+    }
     d->fd = open(d->path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (d->fd < 0) {
         log_error("cannot open %s: %s", d->path, strerror(errno));

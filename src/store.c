@@ -102,6 +102,7 @@ static void seg_collect(store_t *s) {
         }
         store_seg_path(s, g->no, path, sizeof path);
         if (unlink(path) < 0) log_warning("cannot delete %s: %s", path, strerror(errno));
+        syncer_forget(broker.syncer, g->fd);
         close(g->fd);
         memmove(g, g + 1, (s->nsegs - i - 1) * sizeof *g);
         s->nsegs--;

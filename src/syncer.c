@@ -4,10 +4,15 @@
  * Owns the thread and the pending request set. Shared with the loop thread
  * only through the mutex-protected fields below and the ev_async watcher,
  * whose ev_async_send is the one libev call that is safe from another thread.
+ *
+ * The thread syncs duplicates of the callers' descriptors (dup'd when a file
+ * joins a round, closed when the round is done), so a caller may close its
+ * own descriptor while a sync of it is pending or running.
  */
 #include "syncer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -27,7 +32,8 @@ struct syncer {
     /* Under mu: */
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    int fds[SYNCER_MAX_FDS]; /* files to sync in the next round, in request order */
+    int fds[SYNCER_MAX_FDS];  /* files to sync in the next round (our duplicates)... */
+    int orig[SYNCER_MAX_FDS]; /* ...and the callers' descriptors they stand for (-1: forgotten) */
     int nfds;
     uint64_t requested; /* last ticket handed out */
     uint64_t durable;   /* last ticket made durable */
@@ -96,8 +102,10 @@ static void *syncer_main(void *arg) {
         if (n < 0) break;
         pthread_mutex_unlock(&s->mu);
         int err = 0;
-        for (int i = 0; i < n && !err; i++)
-            if (fdatasync(fds[i]) != 0) err = errno;
+        for (int i = 0; i < n; i++) {
+            if (!err && fdatasync(fds[i]) != 0) err = errno;
+            close(fds[i]);
+        }
         pthread_mutex_lock(&s->mu);
         s->rounds++;
         if (err)
@@ -135,19 +143,28 @@ uint64_t syncer_request(syncer_t *s, int fd) {
     bool present = false;
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->nfds; i++)
-        present |= s->fds[i] == fd;
-    if (!present && s->nfds == SYNCER_MAX_FDS) {
-        pthread_mutex_unlock(&s->mu);
-        return 0; /* a ticket now would claim durability for a file never synced */
-    }
+        present |= s->orig[i] == fd;
     if (!present) {
+        int dup_fd = s->nfds < SYNCER_MAX_FDS ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (dup_fd < 0) {
+            pthread_mutex_unlock(&s->mu);
+            return 0; /* a ticket now would claim durability for a file never synced */
+        }
         if (s->nfds == 0) clock_gettime(CLOCK_REALTIME, &s->first);
-        s->fds[s->nfds++] = fd;
+        s->orig[s->nfds] = fd;
+        s->fds[s->nfds++] = dup_fd;
     }
     ticket = ++s->requested;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
     return ticket;
+}
+
+void syncer_forget(syncer_t *s, int fd) {
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nfds; i++)
+        if (s->orig[i] == fd) s->orig[i] = -1;
+    pthread_mutex_unlock(&s->mu);
 }
 
 uint64_t syncer_rounds(syncer_t *s) {

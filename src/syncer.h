@@ -25,8 +25,14 @@ syncer_t *syncer_new(struct ev_loop *loop, syncer_done_fn done, void *ctx, doubl
 
 /* Everything written to fd so far is to be made durable. Files are synced in
  * the order they were first requested in a round. Returns the ticket, or 0
- * if more than 16 different files are already waiting (nothing is promised). */
+ * if more than 16 different files are already waiting or fd cannot be
+ * duplicated (nothing is promised). */
 uint64_t syncer_request(syncer_t *s, int fd);
+
+/* The caller is about to close fd: a later request for the same number is
+ * another file. (What was requested for it is still synced, through the
+ * thread's own duplicate.) */
+void syncer_forget(syncer_t *s, int fd);
 
 /* How many rounds of fdatasync have run (for tests and metrics). */
 uint64_t syncer_rounds(syncer_t *s);

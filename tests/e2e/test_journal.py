@@ -12,6 +12,9 @@
 - A confirm waits for the sync: with journal.sync_delay = 200 a lone
   persistent publish to a durable queue is confirmed no sooner than 200 ms
   later, a transient one at once.
+- Segments that roll over and die at once (64 KiB segments, messages
+  consumed as fast as they are confirmed) are deleted while their syncs may
+  still be pending; the broker goes on and every publish is confirmed.
 - journal.sync = always and off: confirms still come, and confirmed
   messages survive kill -9 (a broker crash; only an OS crash tells them apart).
 - Compaction: two long-lived messages among thousands that come and go (64
@@ -26,8 +29,10 @@ import time
 
 import pika
 
+import chaos_frames as F
 import tap
 from broker import Broker
+from rawclient import Client
 
 PROPS = pika.BasicProperties(delivery_mode=2, content_type="text/plain", priority=3,
                              correlation_id="c-1", message_id="m-1", timestamp=1700000000,
@@ -169,6 +174,7 @@ def main():
     tap.ok(b.stop() == 0, "exits 0 on SIGTERM")
     compaction()
     confirm_waits_for_sync()
+    fast_rollover()
     for mode in ("always", "off"):
         sync_mode(mode)
     return tap.done()
@@ -191,6 +197,49 @@ def confirm_waits_for_sync():
            "(%.0f ms with a 200 ms batch delay)" % (took[2] * 1000))
     tap.ok(took[1] < 0.19, "a transient message's confirm does not (%.0f ms)" % (took[1] * 1000))
     c.close()
+    tap.ok(b.stop() == 0, "exits 0 on SIGTERM")
+
+
+def fast_rollover():
+    """Pipelined publishes (500 unconfirmed at a time) to a queue whose
+    no-ack consumer empties it: 64 KiB segments roll over and die within
+    the same sync round."""
+    b = Broker("journal.segment_size = 65536\n")
+    if not b.start():
+        return
+    con = Client(b.host, b.port)
+    con.sock.sendall(F.method(1, "queue.declare", 0, "j.fast", False, True, False, False, False,
+                              []))
+    con.expect("queue.declare-ok")
+    con.sock.sendall(F.method(1, "basic.consume", 0, "j.fast", "", False, True, False, False, []))
+    con.expect("basic.consume-ok")
+    pub = Client(b.host, b.port)
+    pub.sock.sendall(F.method(1, "confirm.select", False))
+    pub.expect("confirm.select-ok")
+    total, sent, confirmed, received = 20000, 0, 0, 0
+    one = (F.method(1, "basic.publish", 0, "", "j.fast", False, False) +
+           F.header_frame(1, 1000, {"delivery-mode": 2}) + F.body_frame(1, bytes(1000)))
+    deadline = time.monotonic() + 30
+    while (confirmed < total or received < total) and time.monotonic() < deadline:
+        if sent < total and sent - confirmed < 500:
+            pub.sock.sendall(one * 100)
+            sent += 100
+        if not pub.pump(0.001) or not con.pump(0.001):
+            break
+        for ftype, _, payload in pub.frames:
+            name, v = F.decode_method(payload)
+            if name == "basic.ack":
+                confirmed = v[0] if v[1] else max(confirmed, v[0])
+        pub.frames = []
+        received += sum(1 for ftype, _, _ in con.frames if ftype == F.FRAME_HEADER)
+        con.frames = []
+    tap.ok(confirmed == total and received == total,
+           "20,000 persistent messages confirmed and consumed through fast-rolling segments "
+           "(%d confirmed, %d received)" % (confirmed, received))
+    tap.ok(not log_has(b, "fdatasync") and len(segments(b)) <= 3,
+           "no failed sync, and dead segments are gone (%d left)" % len(segments(b)))
+    pub.close()
+    con.close()
     tap.ok(b.stop() == 0, "exits 0 on SIGTERM")
 
 
