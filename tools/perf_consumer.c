@@ -153,8 +153,8 @@ static int consumer_start(consumer_t *cs, const char *name) {
         m.u.basic_qos.prefetch_count = cs->o->prefetch;
         if (perf_conn_rpc(&cs->conn, &m, WN_BASIC_QOS_OK, &reply) < 0) return -1;
     }
-    char queue[64], tag[64];
-    snprintf(queue, sizeof queue, "warren-perf.q.%u", cs->cn->queue);
+    char queue[96], tag[64];
+    perf_queue_name(queue, sizeof queue, cs->o, cs->cn->queue);
     snprintf(tag, sizeof tag, "warren-perf-%u", cs->cn->index + 1);
     m = (wn_method_t){.id = WN_BASIC_CONSUME};
     m.u.basic_consume.queue = wn_cstr(queue);

@@ -32,6 +32,10 @@ static const char usage_text[] =
     "                          the exchange is \"warren-perf.T\"\n"
     "  -k, --routing-key KEY   routing and binding key (default \"perf\")\n"
     "      --queues N          queues \"warren-perf.q.1\"..N, each bound to the exchange\n"
+    "      --prefix NAME       name the queues \"NAME.q.1\"..N (default warren-perf), so\n"
+    "                          runs side by side (each with its own -k) have their own\n"
+    "      --keep              leave the queues and their messages at the end (with -y 0:\n"
+    "                          how a broker's memory per queued message is measured)\n"
     "      --queue-args JSON   queue arguments, a flat JSON object: {\"x-max-length\":1000}\n"
     "      --drain SECONDS     after the producers stop, wait at most this long for the\n"
     "                          consumers to receive everything (default 10)\n"
@@ -56,6 +60,8 @@ static const struct option long_opts[] = {
     {"queue-args", required_argument, NULL, 'A'},
     {"drain", required_argument, NULL, 'D'},
     {"json", no_argument, NULL, 'J'},
+    {"prefix", required_argument, NULL, 'P'},
+    {"keep", no_argument, NULL, 'K'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -189,6 +195,7 @@ static void opts_defaults(perf_opts_t *o) {
     o->queues = 1;
     o->drain = 10;
     snprintf(o->exchange_type, sizeof o->exchange_type, "direct");
+    snprintf(o->prefix, sizeof o->prefix, "warren-perf");
     snprintf(o->routing_key, sizeof o->routing_key, "perf");
 }
 
@@ -277,6 +284,10 @@ static int set_string(int opt, const char *arg, perf_opts_t *o) {
         if (strlen(arg) > 255) return bad_value("-k (at most 255 bytes)", arg);
         snprintf(o->routing_key, sizeof o->routing_key, "%s", arg);
         return 0;
+    case 'P':
+        if (strlen(arg) == 0 || strlen(arg) > 40) return bad_value("--prefix (1-40 bytes)", arg);
+        snprintf(o->prefix, sizeof o->prefix, "%s", arg);
+        return 0;
     case 'A': {
         long n = perf_args_parse(arg, o->queue_args, sizeof o->queue_args, err, sizeof err);
         if (n < 0) {
@@ -298,9 +309,13 @@ static int set_option(int opt, const char *arg, perf_opts_t *o) {
     case 'J':
         o->json = true;
         return 0;
+    case 'K':
+        o->keep = true;
+        return 0;
     case 'u':
     case 'e':
     case 'k':
+    case 'P':
     case 'A':
         return set_string(opt, arg, o);
     }

@@ -42,8 +42,10 @@ typedef struct perf_opts {
     /* --queue-args, encoded as a field table body (entries, no length). */
     uint8_t queue_args[PERF_QUEUE_ARGS_MAX];
     size_t queue_args_len;
-    double drain; /* --drain: seconds to wait for consumers and confirms */
-    bool json;    /* --json */
+    double drain;    /* --drain: seconds to wait for consumers and confirms */
+    bool json;       /* --json */
+    char prefix[64]; /* --prefix: the queues are \"<prefix>.q.N\" */
+    bool keep;       /* --keep: leave the queues, and what is in them, at the end */
 } perf_opts_t;
 
 /* Fill *o from argv. Returns 0 to run, 1 when --help was printed, -1 after

@@ -67,6 +67,8 @@ void *perf_consumer_main(void *consumer);
 /* Declare the exchange and queues, bind and purge them (perf_setup.c).
  * 0, or -1 after perf_fail. */
 int perf_setup_declare(perf_run_t *run);
+/* The name of queue i (from 1) of a run. */
+void perf_queue_name(char *buf, size_t cap, const perf_opts_t *o, unsigned i);
 /* Delete the queues; failures are reported but do not fail the run. */
 void perf_setup_teardown(perf_run_t *run);
 

@@ -2,7 +2,8 @@
  * perf_setup.c - the topology a run uses: the exchange "warren-perf.<type>"
  * and the queues "warren-perf.q.1".."N", each bound to it with the routing
  * key. Declared and purged before the run on a connection of their own, and
- * the queues deleted after it.
+ * the queues deleted after it (unless --keep). Queues are "<prefix>.q.N",
+ * "warren-perf" unless --prefix says otherwise.
  *
  * The exchange is always durable, whether or not -p is given, so that runs
  * with and without -p agree on its declaration; it is left in place, since
@@ -13,8 +14,8 @@
 #include "perf_conn.h"
 #include "perf_run.h"
 
-static void queue_name(char *buf, size_t cap, unsigned i) {
-    snprintf(buf, cap, "warren-perf.q.%u", i);
+void perf_queue_name(char *buf, size_t cap, const perf_opts_t *o, unsigned i) {
+    snprintf(buf, cap, "%s.q.%u", o->prefix, i);
 }
 
 static int setup_exchange(perf_conn_t *c, const perf_opts_t *o) {
@@ -55,8 +56,8 @@ int perf_setup_declare(perf_run_t *run) {
         goto err;
     }
     for (unsigned i = 1; i <= o->queues; i++) {
-        char name[64];
-        queue_name(name, sizeof name, i);
+        char name[96];
+        perf_queue_name(name, sizeof name, o, i);
         if (setup_queue(&c, o, name) < 0) {
             perf_fail(run, "setup", "declaring queue %s: %s", name, c.error);
             goto err;
@@ -72,13 +73,14 @@ err:
 void perf_setup_teardown(perf_run_t *run) {
     const perf_opts_t *o = run->opts;
     perf_conn_t c;
+    if (o->keep) return;
     if (perf_conn_open(&c, &o->uri, "warren-perf teardown") < 0) {
         fprintf(stderr, "warren-perf: teardown: %s\n", c.error);
         return;
     }
     for (unsigned i = 1; i <= o->queues; i++) {
-        char name[64];
-        queue_name(name, sizeof name, i);
+        char name[96];
+        perf_queue_name(name, sizeof name, o, i);
         wn_method_t m = {.id = WN_QUEUE_DELETE}, reply;
         m.u.queue_delete.queue = wn_cstr(name);
         if (perf_conn_rpc(&c, &m, WN_QUEUE_DELETE_OK, &reply) < 0) {
