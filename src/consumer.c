@@ -9,6 +9,7 @@
 #include "connection.h"
 #include "declare.h"
 #include "log.h"
+#include "ring.h"
 #include "store.h"
 #include "table.h"
 #include "vhost.h"
@@ -26,14 +27,10 @@ static delivery_t *ring_at(chan_t *ch, uint32_t i) {
 
 static delivery_t *ring_push(chan_t *ch) {
     if (ch->ring_count == ch->ring_cap) {
-        uint32_t cap = ch->ring_cap ? ch->ring_cap * 2 : 16;
-        delivery_t *r = malloc(cap * sizeof *r);
+        delivery_t *r =
+            ring_grow(ch->ring, ch->ring_head, ch->ring_count, &ch->ring_cap, sizeof *r);
         if (!r) return NULL;
-        for (uint32_t i = 0; i < ch->ring_count; i++)
-            r[i] = *ring_at(ch, i);
-        free(ch->ring);
         ch->ring = r;
-        ch->ring_cap = cap;
         ch->ring_head = 0;
     }
     return ring_at(ch, ch->ring_count++);

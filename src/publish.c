@@ -22,6 +22,7 @@
 #include "log.h"
 #include "message.h"
 #include "queue.h"
+#include "ring.h"
 #include "store.h"
 #include "table.h"
 #include "vhost.h"
@@ -112,14 +113,10 @@ static void waiters_unlink(chan_t *ch) {
 
 static void wait_push(chan_t *ch, uint64_t seq, uint64_t flush, wait_kind_t kind) {
     if (ch->waits_count == ch->waits_cap) {
-        uint32_t cap = ch->waits_cap ? ch->waits_cap * 2 : 16;
-        confirm_wait_t *w = malloc(cap * sizeof *w);
+        confirm_wait_t *w =
+            ring_grow(ch->waits, ch->waits_head, ch->waits_count, &ch->waits_cap, sizeof *w);
         if (!w) abort(); /* a reply cannot be dropped; the broker cannot go on without memory */
-        for (uint32_t i = 0; i < ch->waits_count; i++)
-            w[i] = *wait_at(ch, i);
-        free(ch->waits);
         ch->waits = w;
-        ch->waits_cap = cap;
         ch->waits_head = 0;
     }
     if (ch->waits_count == 0) waiters_link(ch);

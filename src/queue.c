@@ -12,6 +12,7 @@
 #include "definitions.h"
 #include "exchange.h"
 #include "log.h"
+#include "ring.h"
 #include "store.h"
 #include "vhost.h"
 
@@ -100,15 +101,10 @@ static qentry_t *ring_at(queue_t *q, uint32_t i) {
     return &q->ring[(q->head + i) & (q->cap - 1)];
 }
 
-static bool ring_grow(queue_t *q) {
-    uint32_t cap = q->cap ? q->cap * 2 : 16;
-    qentry_t *ring = malloc(cap * sizeof *ring);
+static bool queue_grow(queue_t *q) {
+    qentry_t *ring = ring_grow(q->ring, q->head, q->count, &q->cap, sizeof *ring);
     if (!ring) return false;
-    for (uint32_t i = 0; i < q->count; i++)
-        ring[i] = *ring_at(q, i);
-    free(q->ring);
     q->ring = ring;
-    q->cap = cap;
     q->head = 0;
     return true;
 }
@@ -125,7 +121,7 @@ static void hot_add(queue_t *q, const qentry_t *e, int sign) {
 }
 
 bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
-    if (q->count == q->cap && !ring_grow(q)) return false;
+    if (q->count == q->cap && !queue_grow(q)) return false;
     qentry_t *e = ring_at(q, q->count++);
     *e = at ? *at : (qentry_t){0};
     e->seq = q->next_seq++;
@@ -148,7 +144,7 @@ static void queue_drop(queue_t *q, const qentry_t *e) {
  * messages are almost always older than everything ready, so the common
  * case is a push at the head. */
 void queue_requeue(queue_t *q, const qentry_t *e) {
-    if (q->deleted || (q->count == q->cap && !ring_grow(q))) {
+    if (q->deleted || (q->count == q->cap && !queue_grow(q))) {
         queue_drop(q, e);
         return;
     }
