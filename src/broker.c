@@ -6,6 +6,7 @@
  */
 #include "broker.h"
 #include "alarm.h"
+#include "flow.h"
 #include "connection.h"
 #include "listener.h"
 #include "log.h"
@@ -107,6 +108,7 @@ void broker_shutdown(const char *why) {
     for (int i = 0; i < broker.nlisteners; i++)
         listener_close(&broker.listeners[i]);
     alarm_stop();
+    flow_stop();
     for (conn_t *c = broker.conns; c; c = c->next) {
         if (c->state == CONN_OPEN || (c->state > CONN_AWAIT_HEADER && c->state < CONN_CLOSING))
             conn_close(c, WN_CONNECTION_FORCED, 0,

@@ -50,6 +50,9 @@ typedef struct broker {
     store_t store;                /* persistent messages on disk */
     unsigned alarms;              /* ALARM_* raised (alarm.h) */
     ev_timer disk_timer;          /* free disk space checks */
+    struct queue *flow_queues;    /* queues holding back their publishers (flow.h) */
+    unsigned flow_held;           /* connections held back */
+    ev_timer flow_timer;          /* lets go of queues whose consumers stalled */
     struct chan *durable_waiters; /* channels with replies waiting for a sync */
     struct syncer *syncer;        /* the fdatasync thread */
     uint32_t next_queue_id;       /* for durable queues; never reused */

@@ -32,6 +32,7 @@ void config_init(config_t *cfg) {
     cfg->journal_sync_delay = 2;
     cfg->journal_segment_size = 64u << 20;
     cfg->disk_free_limit = 50000000; /* RabbitMQ's 50MB */
+    cfg->queue_flow_threshold = 100000;
 }
 
 void config_free(config_t *cfg) {
@@ -175,6 +176,11 @@ int config_set(config_t *cfg, const char *key, const char *value, char *err, siz
                        "GB, KiB, MiB, GiB...), got '%s'",
                        value);
         cfg->disk_free_limit = n;
+    } else if (strcmp(key, "queue_flow_threshold") == 0) {
+        if (parse_uint(value, UINT32_MAX, &n) < 0)
+            return ERR("queue_flow_threshold: expected a number of messages (0 = off), got '%s'",
+                       value);
+        cfg->queue_flow_threshold = (uint32_t)n;
     } else if (strcmp(key, "heartbeat") == 0) {
         if (parse_uint(value, 65535, &n) < 0)
             return ERR("heartbeat: expected seconds (0-65535), got '%s'", value);

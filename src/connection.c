@@ -10,6 +10,7 @@
 #include "connection.h"
 #include "channel.h"
 #include "consumer.h"
+#include "flow.h"
 #include "log.h"
 #include "message.h"
 #include "publish.h"
@@ -27,7 +28,7 @@
 #include <unistd.h>
 
 #define CLOSE_GRACE      3.0          /* seconds to wait for close-ok, and to drain */
-#define READS_PER_WAKEUP 4            /* fairness: bounded work per readable event */
+#define READS_PER_WAKEUP 1            /* fairness: bounded work per readable event */
 #define MAX_METHOD_FRAME 65536        /* room reserved to encode one method frame */
 #define OUT_HIGH_WATER   (1u << 20)   /* stop delivering to a client this far behind */
 #define OUT_LOW_WATER    (256u << 10) /* ...and resume below this */
@@ -134,7 +135,7 @@ bool conn_is_backed_up(const conn_t *c) {
 
 /* Is reading paused (output backed up, or blocked by a resource alarm)? */
 static bool conn_read_paused(const conn_t *c) {
-    return c->out_blocked || (c->alarm_blocked && c->state == CONN_OPEN);
+    return c->out_blocked || ((c->alarm_blocked || c->flow_held) && c->state == CONN_OPEN);
 }
 
 /* Read from the socket unless something pauses it. A paused connection is
@@ -172,6 +173,11 @@ void conn_set_blocked(conn_t *c, bool blocked, const char *reason) {
     wn_method_t m = {.id = blocked ? WN_CONNECTION_BLOCKED : WN_CONNECTION_UNBLOCKED};
     if (blocked) m.u.connection_blocked.reason = wn_cstr(reason);
     conn_send_method(c, 0, &m);
+}
+
+void conn_set_flow(conn_t *c, bool held) {
+    c->flow_held = held;
+    conn_update_reading(c);
 }
 
 void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
@@ -316,6 +322,7 @@ void conn_close(conn_t *c, uint16_t code, uint32_t method_id, const char *fmt, .
     m.u.connection_close.method_id = (uint16_t)WN_METHOD_INDEX(method_id);
     conn_send_method(c, 0, &m);
     c->state = CONN_CLOSING;
+    conn_update_reading(c); /* a blocked or held client must still be heard closing */
     ev_timer_stop(broker.loop, &c->timer);
     ev_timer_set(&c->timer, CLOSE_GRACE, 0.);
     ev_timer_start(broker.loop, &c->timer);
@@ -339,6 +346,7 @@ static void conn_destroy(conn_t *c) {
     ev_timer_stop(broker.loop, &c->timer);
     if (c->fd >= 0) close(c->fd);
     if (c->vhost) c->vhost->connections--;
+    flow_conn_gone(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -811,7 +819,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     bool more = true;
     (void)loop;
     (void)revents;
-    for (int i = 0; i < READS_PER_WAKEUP && more && c->state != CONN_DEAD; i++) {
+    for (int i = 0; i < READS_PER_WAKEUP && more && c->state != CONN_DEAD && !conn_read_paused(c);
+         i++) {
         if (!conn_read_once(c, &more)) {
             if (c->state == CONN_OPEN)
                 log_warning("closing AMQP connection %s: client unexpectedly closed TCP connection",

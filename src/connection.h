@@ -61,6 +61,7 @@ typedef struct conn {
                            below the low one: no deliveries, no reading */
     bool published;     /* has published: a resource alarm blocks it */
     bool alarm_blocked; /* not read from while a resource alarm is raised (alarm.h) */
+    bool flow_held;     /* not read from: it publishes to a queue in flow (flow.h) */
 
     /* Negotiated in tune / tune-ok. */
     uint16_t channel_max;
@@ -101,6 +102,10 @@ void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m,
 /* Stop or resume reading from a connection for a resource alarm; a client
  * with the connection.blocked capability is told (alarm.h). */
 void conn_set_blocked(conn_t *c, bool blocked, const char *reason);
+
+/* Stop or resume reading from a publisher for flow control (flow.h); the
+ * client is not told. */
+void conn_set_flow(conn_t *c, bool held);
 
 /* Output is piling up faster than the client reads it: deliver no more to it. */
 bool conn_is_backed_up(const conn_t *c);

@@ -19,6 +19,7 @@
 #include "channel.h"
 #include "consumer.h"
 #include "exchange.h"
+#include "flow.h"
 #include "log.h"
 #include "message.h"
 #include "queue.h"
@@ -183,13 +184,14 @@ static void send_return(chan_t *ch, message_t *msg) {
 
 /* Write msg to the journal once for up to JOURNAL_BATCH durable queues and
  * push it onto each; false if it could not be kept. */
-static bool push_journaled(message_t *msg, queue_t *const *qs, uint32_t n) {
+static bool push_journaled(conn_t *c, message_t *msg, queue_t *const *qs, uint32_t n) {
     qentry_t at = {0};
     bool ok = true;
     if (!store_write_msg(msg, qs, n, &at)) return false;
     for (uint32_t i = 0; i < n; i++) {
         if (queue_push(qs[i], msg, &at)) {
             queue_schedule_dispatch(qs[i]);
+            flow_published_to(c, qs[i]);
         } else {
             store_ack(qs[i], &at);
             ok = false;
@@ -215,7 +217,7 @@ static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *jo
         if (store_wanted(q, msg)) {
             durable[nd++] = q;
             if (nd == JOURNAL_BATCH) {
-                stored &= push_journaled(msg, durable, nd);
+                stored &= push_journaled(ch->conn, msg, durable, nd);
                 nd = 0;
                 *journaled = true;
             }
@@ -223,10 +225,11 @@ static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *jo
             stored = false;
         } else {
             queue_schedule_dispatch(q);
+            flow_published_to(ch->conn, q);
         }
     }
     if (nd) {
-        stored &= push_journaled(msg, durable, nd);
+        stored &= push_journaled(ch->conn, msg, durable, nd);
         *journaled = true;
     }
     if (broker.route_result.n == 0 && mandatory) send_return(ch, msg);

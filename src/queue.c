@@ -11,6 +11,7 @@
 #include "consumer.h"
 #include "definitions.h"
 #include "exchange.h"
+#include "flow.h"
 #include "log.h"
 #include "ring.h"
 #include "store.h"
@@ -80,6 +81,7 @@ uint32_t queue_delete(queue_t *q) {
         consumer_cancel_by_broker(q->consumers);
     binding_remove_all_to_queue(q, &q->bindings);
     uint32_t n = queue_purge(q);
+    flow_queue_release(q);
     queue_unlink_owner(q);
     HASH_DELETE(hh, q->vhost->queues, q);
     q->vhost->nqueues--;
@@ -131,6 +133,7 @@ bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
         message_ref(m);
         hot_add(q, e, 1);
     }
+    flow_queue_pushed(q);
     return true;
 }
 
@@ -174,6 +177,7 @@ static bool queue_pop_raw(queue_t *q, qentry_t *out) {
     q->head = (q->head + 1) & (q->cap - 1);
     q->count--;
     hot_add(q, out, -1);
+    flow_queue_taken(q);
     return true;
 }
 
@@ -238,6 +242,7 @@ static void queue_unlink_consumer(queue_t *q, consumer_t *c) {
 void queue_remove_consumer(queue_t *q, consumer_t *c) {
     queue_unlink_consumer(q, c);
     q->nconsumers--;
+    if (!q->consumers) flow_queue_release(q);
     if (q->auto_delete && q->nconsumers == 0 && !q->deleted) {
         log_debug("queue '%s' in vhost '%s': last consumer gone, auto-deleting", q->name,
                   q->vhost->name);
@@ -272,11 +277,13 @@ static consumer_t *queue_next_consumer(queue_t *q) {
 static void queue_dispatch(queue_t *q) {
     qentry_t e;
     consumer_t *c;
+    uint32_t before = q->count;
     while (q->count > 0 && (c = queue_next_consumer(q)) != NULL) {
         queue_pop(q, &e);
         consumer_deliver(c, &e);
         queue_rotate(q, c);
     }
+    if (q->count != before) q->last_delivery = ev_now(broker.loop);
 }
 
 void queue_schedule_dispatch(queue_t *q) {

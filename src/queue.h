@@ -78,6 +78,9 @@ typedef struct queue {
     uint64_t route_mark;      /* already in the current routing result */
     uint32_t refs;            /* the vhost's, plus one per unacked delivery */
     bool dispatch_scheduled;
+    bool flow;                           /* holding back its publishers (flow.h) */
+    double last_delivery;                /* ev_now() of the last dispatch that delivered */
+    struct queue *flow_prev, *flow_next; /* the broker's queues in flow */
     struct queue *dispatch_next;
     struct queue *owner_next; /* the owner connection's exclusive queues */
     UT_hash_handle hh;
