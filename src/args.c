@@ -132,6 +132,7 @@ static const struct {
     {"x-overflow", CHECK_OVERFLOW},
     {"x-queue-mode", CHECK_MODE},
     {"x-single-active-consumer", CHECK_BOOL},
+    {"x-consumer-timeout", CHECK_NON_NEG},
     {"x-queue-type", CHECK_TYPE},
 };
 

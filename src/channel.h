@@ -59,6 +59,7 @@ typedef struct chan {
     uint64_t next_tag;
     struct delivery *ring;
     uint32_t ring_head, ring_count, ring_cap;
+    ev_timer ack_timer; /* the oldest deliveries' acknowledgement timeout */
 
     /* The queue most recently declared here, for the empty-name shorthand. */
     char last_queue[256];

@@ -33,6 +33,7 @@ void config_init(config_t *cfg) {
     cfg->journal_segment_size = 64u << 20;
     cfg->disk_free_limit = 50000000; /* RabbitMQ's 50MB */
     cfg->queue_flow_threshold = 100000;
+    cfg->consumer_timeout = 1800000; /* RabbitMQ's 30 minutes */
 }
 
 void config_free(config_t *cfg) {
@@ -176,6 +177,10 @@ int config_set(config_t *cfg, const char *key, const char *value, char *err, siz
                        "GB, KiB, MiB, GiB...), got '%s'",
                        value);
         cfg->disk_free_limit = n;
+    } else if (strcmp(key, "consumer_timeout") == 0) {
+        if (parse_uint(value, INT32_MAX, &n) < 0)
+            return ERR("consumer_timeout: expected milliseconds (0 = none), got '%s'", value);
+        cfg->consumer_timeout = (uint32_t)n;
     } else if (strcmp(key, "queue_flow_threshold") == 0) {
         if (parse_uint(value, UINT32_MAX, &n) < 0)
             return ERR("queue_flow_threshold: expected a number of messages (0 = off), got '%s'",

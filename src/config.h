@@ -38,6 +38,7 @@ typedef struct config {
     uint32_t journal_sync_delay;   /* milliseconds a batch waits for company (batch mode) */
     uint64_t journal_segment_size; /* bytes per message segment file */
     uint64_t disk_free_limit;      /* publishers are blocked below this many free bytes */
+    uint32_t consumer_timeout;     /* ms a delivery may wait for its ack; 0 = forever */
     uint32_t queue_flow_threshold; /* ready messages past which consumed queues hold back
                                       publishers (flow.h); 0 = never */
 } config_t;

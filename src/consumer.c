@@ -5,6 +5,7 @@
  * queues only through queue.h (requeue, consumer lists, dispatch).
  */
 #include "consumer.h"
+#include "broker.h"
 #include "channel.h"
 #include "connection.h"
 #include "declare.h"
@@ -78,6 +79,59 @@ bool consumer_can_take(const consumer_t *c) {
     return true;
 }
 
+/* ---- the acknowledgement timeout ------------------------------------------------ */
+
+/* A delivery unacknowledged for longer than its queue's x-consumer-timeout
+ * (or the broker's consumer_timeout) closes its channel with 406, and the
+ * channel's deliveries go back to their queues, as in RabbitMQ. Times are
+ * milliseconds of the loop's clock, kept in 32 bits: differences are right
+ * for timeouts below 24 days, which the config's limit ensures. One timer
+ * per channel, armed for the earliest deadline but at most once a second
+ * after the first, so a channel with very many unacked deliveries is walked
+ * rarely. */
+#define ACK_TIMER_MIN 1.0 /* seconds between walks of one channel's deliveries */
+
+static uint32_t now_ms(void) {
+    return (uint32_t)(uint64_t)(ev_now(broker.loop) * 1000.0);
+}
+
+static uint32_t ack_timeout(const queue_t *q) {
+    return q->consumer_timeout ? q->consumer_timeout : broker.cfg.consumer_timeout;
+}
+
+static void on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents) {
+    chan_t *ch = w->data;
+    uint32_t now = now_ms(), next = UINT32_MAX;
+    (void)loop;
+    (void)revents;
+    if (ch->state != CHAN_OPEN) return;
+    for (uint32_t i = 0; i < ch->ring_count; i++) {
+        delivery_t *d = ring_at(ch, i);
+        uint32_t limit = ack_timeout(d->q), waited = now - d->at_ms;
+        if (d->settled || limit == 0) continue;
+        if (waited >= limit) {
+            chan_error(ch, WN_PRECONDITION_FAILED, 0,
+                       "delivery acknowledgement on channel %u timed out. Timeout value used: %u "
+                       "ms. This timeout value can be configured, see consumers doc guide to "
+                       "learn more",
+                       ch->id, limit);
+            return;
+        }
+        if (limit - waited < next) next = limit - waited;
+    }
+    if (next == UINT32_MAX) return;
+    ev_timer_set(w, next / 1000.0 < ACK_TIMER_MIN ? ACK_TIMER_MIN : next / 1000.0, 0.);
+    ev_timer_start(broker.loop, w);
+}
+
+static void ack_timer_arm(chan_t *ch, const queue_t *q) {
+    uint32_t limit = ack_timeout(q);
+    if (limit == 0 || ev_is_active(&ch->ack_timer)) return;
+    ev_timer_init(&ch->ack_timer, on_ack_timer, limit / 1000.0, 0.);
+    ch->ack_timer.data = ch;
+    ev_timer_start(broker.loop, &ch->ack_timer);
+}
+
 /* Record a delivery that waits for an ack; takes over the entry's reference. */
 static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, qentry_t *e) {
     delivery_t *d = ring_push(ch);
@@ -87,6 +141,8 @@ static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, 
     }
     d->tag = tag;
     d->settled = false;
+    d->at_ms = now_ms();
+    ack_timer_arm(ch, q);
     d->q = q;
     d->consumer = c;
     d->e = *e;
@@ -393,6 +449,7 @@ void consumer_on_get(chan_t *ch, const wn_basic_get_t *m) {
 
 void consumer_channel_closed(chan_t *ch) {
     consumer_t *c, *tmp;
+    ev_timer_stop(broker.loop, &ch->ack_timer);
     HASH_ITER(hh, ch->consumers, c, tmp) consumer_free(c);
     consumer_tx_rollback(ch);
     requeue_all(ch);

@@ -17,6 +17,7 @@ struct chan;
 typedef struct delivery {
     uint64_t tag;
     bool settled;         /* a tombstone, until everything before it settles */
+    uint32_t at_ms;       /* when it went out (consumer_now_ms), for the ack timeout */
     queue_t *q;           /* holds a queue reference */
     consumer_t *consumer; /* NULL for basic.get, or once the consumer is gone */
     qentry_t e;

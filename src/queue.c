@@ -15,6 +15,7 @@
 #include "log.h"
 #include "ring.h"
 #include "store.h"
+#include "table.h"
 #include "vhost.h"
 
 #include <stdlib.h>
@@ -26,6 +27,16 @@ queue_t *queue_find(vhost_t *vh, wn_bytes_t name) {
     queue_t *q = NULL;
     HASH_FIND(hh, vh->queues, name.len ? name.ptr : (const uint8_t *)"", name.len, q);
     return q;
+}
+
+/* The arguments that change how the queue behaves (validated by declare.c). */
+static void queue_read_args(queue_t *q) {
+    wn_value_t v;
+    int64_t n;
+    if (wn_table_get(q->args, "x-single-active-consumer", &v) && v.type == WN_FIELD_BOOL)
+        q->single_active = v.v.b;
+    if (wn_table_get(q->args, "x-consumer-timeout", &v) && wn_value_as_int(&v, &n) && n > 0)
+        q->consumer_timeout = n > INT32_MAX ? INT32_MAX : (uint32_t)n;
 }
 
 queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive, bool auto_delete,
@@ -52,6 +63,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     q->vhost = vh;
     q->refs = 1;
     q->next_seq = 1;
+    queue_read_args(q);
     if (q->owner) {
         q->owner_next = owner->exclusive_queues;
         owner->exclusive_queues = q;
@@ -242,6 +254,10 @@ static void queue_unlink_consumer(queue_t *q, consumer_t *c) {
 void queue_remove_consumer(queue_t *q, consumer_t *c) {
     queue_unlink_consumer(q, c);
     q->nconsumers--;
+    if (q->active == c) {
+        q->active = NULL; /* the next in line takes over */
+        queue_schedule_dispatch(q);
+    }
     if (!q->consumers) flow_queue_release(q);
     if (q->auto_delete && q->nconsumers == 0 && !q->deleted) {
         log_debug("queue '%s' in vhost '%s': last consumer gone, auto-deleting", q->name,
@@ -266,9 +282,19 @@ static void queue_rotate(queue_t *q, consumer_t *c) {
     last->q_next = c;
 }
 
+/* Single active consumer: the first subscriber of the highest priority gets
+ * every message. A consumer of higher priority that subscribes later takes
+ * over once the active one has nothing unacknowledged, as RabbitMQ does. */
+static consumer_t *queue_active_consumer(queue_t *q) {
+    consumer_t *a = q->active;
+    if (!a || (a != q->consumers && a->unacked == 0)) a = q->active = q->consumers;
+    return a && consumer_can_take(a) ? a : NULL;
+}
+
 /* The first consumer, in priority order, with room for a message. Lower
  * priorities are served only while every higher one is full (as RabbitMQ). */
 static consumer_t *queue_next_consumer(queue_t *q) {
+    if (q->single_active) return queue_active_consumer(q);
     for (consumer_t *c = q->consumers; c; c = c->q_next)
         if (consumer_can_take(c)) return c;
     return NULL;
@@ -281,7 +307,7 @@ static void queue_dispatch(queue_t *q) {
     while (q->count > 0 && (c = queue_next_consumer(q)) != NULL) {
         queue_pop(q, &e);
         consumer_deliver(c, &e);
-        queue_rotate(q, c);
+        if (!q->single_active) queue_rotate(q, c);
     }
     if (q->count != before) q->last_delivery = ev_now(broker.loop);
 }

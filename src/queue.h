@@ -58,9 +58,11 @@ typedef struct queue {
     uint8_t name_len;
     bool durable, exclusive, auto_delete;
     bool deleted;
-    bool had_consumer;  /* auto-delete waits for a first consumer */
-    struct conn *owner; /* exclusive queues: the declaring connection */
-    wn_bytes_t args;    /* owned */
+    bool had_consumer;         /* auto-delete waits for a first consumer */
+    struct conn *owner;        /* exclusive queues: the declaring connection */
+    bool single_active;        /* x-single-active-consumer */
+    uint32_t consumer_timeout; /* x-consumer-timeout in ms; 0: the broker's */
+    wn_bytes_t args;           /* owned */
     struct vhost *vhost;
     uint32_t durable_id; /* durable queues: the id the journal knows it by; 0 otherwise */
 
@@ -72,6 +74,7 @@ typedef struct queue {
     uint32_t unacked;
 
     consumer_t *consumers, *consumers_tail;
+    consumer_t *active; /* single-active-consumer queues: the one being delivered to */
     uint32_t nconsumers;
 
     struct binding *bindings; /* bindings to this queue */
