@@ -62,8 +62,10 @@ def connect(port):
     resp = b"\x00guest\x00guest"
     s.sendall(method(0, 10, 11, struct.pack(">I", 0) + shortstr("PLAIN") +
                      struct.pack(">I", len(resp)) + resp + shortstr("en_US")))
-    read_method(s)  # tune
-    s.sendall(method(0, 10, 31, struct.pack(">HIH", 2047, 131072, 0)) +
+    _, tune = read_method(s)
+    channel_max, frame_max, _ = struct.unpack(">HIH", tune[:8])
+    # Take the broker's limits as they are (0 = none): some refuse a larger one.
+    s.sendall(method(0, 10, 31, struct.pack(">HIH", channel_max or 2047, frame_max or 131072, 0)) +
               method(0, 10, 40, shortstr("/") + shortstr("") + b"\x00"))
     assert read_method(s)[0] == (10, 41)
     s.sendall(method(1, 20, 10, shortstr("")))
