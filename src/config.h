@@ -38,6 +38,9 @@ typedef struct config {
     uint32_t journal_sync_delay;   /* milliseconds a batch waits for company (batch mode) */
     uint64_t journal_segment_size; /* bytes per message segment file */
     uint64_t disk_free_limit;      /* publishers are blocked below this many free bytes */
+    double mem_relative;           /* vm_memory_high_watermark.relative: of total memory */
+    uint64_t mem_absolute;         /* vm_memory_high_watermark.absolute: bytes... */
+    bool mem_absolute_set;         /* ...which, when set, override the relative limit */
 } config_t;
 
 /* journal.sync (docs/journal.md, "Sync semantics"). */
