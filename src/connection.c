@@ -811,7 +811,9 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     bool more = true;
     (void)loop;
     (void)revents;
-    for (int i = 0; i < READS_PER_WAKEUP && more && c->state != CONN_DEAD; i++) {
+    /* A read can block the connection (an alarm, output backed up): stop there. */
+    for (int i = 0; i < READS_PER_WAKEUP && more && c->state != CONN_DEAD && ev_is_active(&c->rio);
+         i++) {
         if (!conn_read_once(c, &more)) {
             if (c->state == CONN_OPEN)
                 log_warning("closing AMQP connection %s: client unexpectedly closed TCP connection",
