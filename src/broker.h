@@ -13,6 +13,7 @@
 #include "config.h"
 #include "definitions.h"
 #include "exchange.h"
+#include "memory.h"
 #include "store.h"
 #include "vhost.h"
 
@@ -53,6 +54,9 @@ typedef struct broker {
     struct queue *flow_queues;    /* queues holding back their publishers (flow.h) */
     unsigned flow_held;           /* connections held back */
     ev_timer flow_timer;          /* lets go of queues whose consumers stalled */
+    ev_timer mem_timer;           /* memory checks */
+    uint64_t mem_limit;           /* vm_memory_high_watermark in bytes (alarm.c) */
+    mem_account_t mem;            /* bytes in messages and buffers (memory.h) */
     struct chan *durable_waiters; /* channels with replies waiting for a sync */
     struct syncer *syncer;        /* the fdatasync thread */
     uint32_t next_queue_id;       /* for durable queues; never reused */

@@ -1,7 +1,9 @@
 /*
- * buffer.c - growable byte buffers (see buffer.h).
+ * buffer.c - growable byte buffers (see buffer.h), counted for the memory
+ * alarm (memory.h).
  */
 #include "buffer.h"
+#include "memory.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@ uint8_t *buf_reserve(buf_t *b, size_t n) {
         fprintf(stderr, "out of memory growing a buffer to %zu bytes\n", cap);
         abort();
     }
+    mem_charge(cap - b->cap);
     b->data = p;
     b->cap = cap;
     return b->data + b->len;
@@ -44,6 +47,7 @@ void buf_release(buf_t *b) {
 }
 
 void buf_free(buf_t *b) {
+    mem_uncharge(b->cap);
     free(b->data);
     b->data = NULL;
     b->off = b->len = b->cap = 0;

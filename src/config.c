@@ -34,6 +34,7 @@ void config_init(config_t *cfg) {
     cfg->disk_free_limit = 50000000; /* RabbitMQ's 50MB */
     cfg->queue_flow_threshold = 100000;
     cfg->consumer_timeout = 1800000; /* RabbitMQ's 30 minutes */
+    cfg->mem_relative = 0.4;         /* RabbitMQ 3.x's vm_memory_high_watermark */
 }
 
 void config_free(config_t *cfg) {
@@ -84,6 +85,18 @@ static int parse_size(const char *s, uint64_t *out) {
         return 0;
     }
     return -1;
+}
+
+/* A fraction from 0 to 1 written as digits with at most one point ("0.4",
+ * "1", ".75"): no signs, exponents or locale-dependent forms. */
+static int parse_fraction(const char *s, double *out) {
+    size_t digits = strspn(s, "0123456789");
+    if (s[digits] == '.') digits += 1 + strspn(s + digits + 1, "0123456789");
+    if (s[digits] != '\0' || strspn(s, ".") == digits) return -1;
+    double v = strtod(s, NULL);
+    if (v < 0.0 || v > 1.0) return -1;
+    *out = v;
+    return 0;
 }
 
 static int parse_bool(const char *s, bool *out) {
@@ -186,6 +199,17 @@ int config_set(config_t *cfg, const char *key, const char *value, char *err, siz
             return ERR("queue_flow_threshold: expected a number of messages (0 = off), got '%s'",
                        value);
         cfg->queue_flow_threshold = (uint32_t)n;
+    } else if (strcmp(key, "vm_memory_high_watermark.relative") == 0) {
+        if (parse_fraction(value, &cfg->mem_relative) < 0)
+            return ERR("vm_memory_high_watermark.relative: expected a fraction of total memory "
+                       "(0-1, e.g. 0.4), got '%s'",
+                       value);
+    } else if (strcmp(key, "vm_memory_high_watermark.absolute") == 0) {
+        if (parse_size(value, &cfg->mem_absolute) < 0)
+            return ERR("vm_memory_high_watermark.absolute: expected bytes, optionally with a unit "
+                       "(kB, MB, GB, KiB, MiB, GiB...), got '%s'",
+                       value);
+        cfg->mem_absolute_set = true;
     } else if (strcmp(key, "heartbeat") == 0) {
         if (parse_uint(value, 65535, &n) < 0)
             return ERR("heartbeat: expected seconds (0-65535), got '%s'", value);

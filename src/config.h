@@ -41,6 +41,9 @@ typedef struct config {
     uint32_t consumer_timeout;     /* ms a delivery may wait for its ack; 0 = forever */
     uint32_t queue_flow_threshold; /* ready messages past which consumed queues hold back
                                       publishers (flow.h); 0 = never */
+    double mem_relative;           /* vm_memory_high_watermark.relative: of total memory */
+    uint64_t mem_absolute;         /* vm_memory_high_watermark.absolute: bytes... */
+    bool mem_absolute_set;         /* ...which, when set, override the relative limit */
 } config_t;
 
 /* journal.sync (docs/journal.md, "Sync semantics"). */

@@ -819,6 +819,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
     bool more = true;
     (void)loop;
     (void)revents;
+    /* A read can block or hold the connection (an alarm, flow, output backed up): stop there. */
     for (int i = 0; i < READS_PER_WAKEUP && more && c->state != CONN_DEAD && !conn_read_paused(c);
          i++) {
         if (!conn_read_once(c, &more)) {

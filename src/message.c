@@ -1,7 +1,9 @@
 /*
- * message.c - allocation, body assembly and release of messages.
+ * message.c - allocation, body assembly and release of messages, counted for
+ * the memory alarm (memory.h).
  */
 #include "message.h"
+#include "memory.h"
 #include "table.h"
 
 #include <stdlib.h>
@@ -15,6 +17,7 @@ message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_
     if (body_len > SIZE_MAX / 2) return NULL;
     message_t *m = malloc(size);
     if (!m) return NULL;
+    mem_charge(size);
     m->refs = 1;
     m->props_len = props_len;
     m->bcc_len = bcc.len;
@@ -32,7 +35,9 @@ message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_
 }
 
 void message_unref(message_t *m) {
-    if (--m->refs == 0) free(m);
+    if (--m->refs > 0) return;
+    mem_uncharge(message_size(m));
+    free(m);
 }
 
 bool message_append_body(message_t *m, const uint8_t *p, size_t n) {
