@@ -45,6 +45,9 @@ typedef struct broker {
     struct queue *dispatch_list; /* queues to dispatch before the loop sleeps */
     route_result_t route_result; /* reused by every publish */
     uint64_t route_mark;
+    /* Bumped whenever an exchange, queue or binding comes or goes: lookups and
+     * routing results remembered under an older value are stale. */
+    uint64_t topology_epoch;
 
     definitions_t defs;           /* durable exchanges, queues, bindings on disk */
     store_t store;                /* persistent messages on disk */

@@ -70,6 +70,7 @@ exchange_t *exchange_create(vhost_t *vh, wn_bytes_t name, const exchange_ops_t *
         return NULL;
     }
     HASH_ADD_KEYPTR(hh, vh->exchanges, x->name, x->name_len, x);
+    broker.topology_epoch++;
     definitions_exchange(x, true);
     return x;
 }
@@ -82,6 +83,7 @@ void exchange_delete(exchange_t *x) {
     while (x->dest_bindings)
         binding_remove(x->dest_bindings);
     HASH_DELETE(hh, x->vhost->exchanges, x);
+    broker.topology_epoch++;
     x->ops->destroy(x);
     free(x->name);
     free((void *)x->args.ptr);
@@ -189,6 +191,7 @@ binding_t *binding_add(exchange_t *source, queue_t *q, exchange_t *dest, wn_byte
     if (*dl) (*dl)->dst_prev = b;
     *dl = b;
     HASH_ADD(hh, source->vhost->bindings, hkey, n, b);
+    broker.topology_epoch++;
     source->ops->add(source, b);
     definitions_binding(b, true);
     return b;
@@ -199,6 +202,7 @@ void binding_remove(binding_t *b) {
     definitions_binding(b, false);
     src->ops->remove(src, b);
     HASH_DELETE(hh, src->vhost->bindings, b);
+    broker.topology_epoch++;
     if (b->src_prev)
         b->src_prev->src_next = b->src_next;
     else
