@@ -10,6 +10,7 @@
 #define WARREN_BROKER_H
 
 #include "auth.h"
+#include "buffer.h"
 #include "config.h"
 #include "definitions.h"
 #include "exchange.h"
@@ -24,6 +25,9 @@ struct conn;
 /* The loop reads every readable socket into this one buffer, so idle
  * connections hold no input buffer of their own. */
 #define BROKER_READ_BUF_SIZE (256 * 1024)
+
+/* Drained output buffers kept for the next connection with output. */
+#define BROKER_SPARE_OUT 4
 
 typedef struct listener {
     int fd;
@@ -65,6 +69,8 @@ typedef struct broker {
     bool shutting_down;
 
     uint8_t *read_buf; /* BROKER_READ_BUF_SIZE bytes */
+    buf_t spare_out[BROKER_SPARE_OUT];
+    unsigned nspare_out;
 } broker_t;
 
 extern broker_t broker;

@@ -31,6 +31,7 @@
 #define MAX_METHOD_FRAME 65536        /* room reserved to encode one method frame */
 #define OUT_HIGH_WATER   (1u << 20)   /* stop delivering to a client this far behind */
 #define OUT_LOW_WATER    (256u << 10) /* ...and resume below this */
+#define OUT_SPARE_MAX    (2u << 20)   /* drained output buffers up to this size are kept */
 
 static void conn_destroy(conn_t *c);
 static void conn_schedule_flush(conn_t *c);
@@ -103,9 +104,32 @@ conn_t *conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen) {
 
 /* ---- output ---------------------------------------------------------------- */
 
+/* Room for n more bytes of output. A connection with nothing queued takes a
+ * spare buffer if there is one (see conn_release_out). */
+static uint8_t *conn_out_reserve(conn_t *c, size_t n) {
+    if (!c->out.data && broker.nspare_out) c->out = broker.spare_out[--broker.nspare_out];
+    return buf_reserve(&c->out, n);
+}
+
+/* Output drained: hand the buffer to the broker's spares rather than free it.
+ * A busy connection would otherwise grow a new one from 4 KiB by doubling on
+ * every loop iteration, and free it again (half of it copied each time, and
+ * malloc consolidating); idle connections still hold no buffer. */
+static void conn_release_out(conn_t *c) {
+    if (buf_pending(&c->out) > 0 || !c->out.data) return;
+    if (c->out.cap > OUT_SPARE_MAX || broker.nspare_out == BROKER_SPARE_OUT) {
+        buf_free(&c->out);
+        return;
+    }
+    c->out.off = c->out.len = 0;
+    broker.spare_out[broker.nspare_out++] = c->out;
+    c->out = (buf_t){0};
+}
+
 void conn_send_raw(conn_t *c, const void *p, size_t n) {
     if (c->state >= CONN_DRAINING) return;
-    buf_append(&c->out, p, n);
+    memcpy(conn_out_reserve(c, n), p, n);
+    buf_commit(&c->out, n);
     conn_schedule_flush(c);
 }
 
@@ -113,7 +137,7 @@ void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m) {
     if (c->state >= CONN_DRAINING) return;
     size_t cap = MAX_METHOD_FRAME;
     for (;;) {
-        uint8_t *p = buf_reserve(&c->out, cap);
+        uint8_t *p = conn_out_reserve(c, cap);
         size_t n = wn_frame_encode_method(p, cap, channel, m);
         if (n > 0) {
             buf_commit(&c->out, n);
@@ -181,7 +205,7 @@ void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const 
 
     conn_send_method(c, channel, m);
     if (c->state >= CONN_DRAINING) return;
-    p = buf_reserve(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
+    p = conn_out_reserve(c, WN_FRAME_OVERHEAD + 12 + msg->props_len);
     wn_frame_header_write(p, WN_FRAME_HEADER, channel, 12 + msg->props_len);
     wn_store16(p + 7, WN_CLASS_BASIC);
     wn_store16(p + 9, 0);
@@ -191,7 +215,7 @@ void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const 
     buf_commit(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
     for (uint64_t off = 0; off < msg->body_len; off += max_body) {
         uint32_t n = (uint32_t)(msg->body_len - off < max_body ? msg->body_len - off : max_body);
-        p = buf_reserve(&c->out, WN_FRAME_OVERHEAD + n);
+        p = conn_out_reserve(c, WN_FRAME_OVERHEAD + n);
         wn_frame_header_write(p, WN_FRAME_BODY, channel, n);
         memcpy(p + 7, body + off, n);
         p[7 + n] = WN_FRAME_END;
@@ -226,7 +250,7 @@ static bool conn_write_out(conn_t *c) {
         return false;
     }
     ev_io_stop(broker.loop, &c->wio);
-    buf_release(&c->out);
+    conn_release_out(c);
     conn_check_low_water(c);
     return true;
 }
