@@ -32,6 +32,8 @@
 #define OUT_HIGH_WATER   (1u << 20)   /* stop delivering to a client this far behind */
 #define OUT_LOW_WATER    (256u << 10) /* ...and resume below this */
 #define OUT_SPARE_MAX    (2u << 20)   /* drained output buffers up to this size are kept */
+#define IN_STEP          (64u << 10)  /* read into a partial frame of unknown size this much */
+#define IN_FRAME_MAX     (1u << 20)   /* ...or of a known size larger than this */
 
 static void conn_destroy(conn_t *c);
 static void conn_schedule_flush(conn_t *c);
@@ -794,39 +796,76 @@ static size_t conn_consume(conn_t *c, const uint8_t *data, size_t len) {
     return used;
 }
 
-/* Read what the socket has; false at EOF or on an error. */
+/* The size of the partial frame at p (len bytes of it so far) if it is known
+ * and small enough to make room for before it arrives; len otherwise. */
+static size_t conn_frame_room(const conn_t *c, const uint8_t *p, size_t len) {
+    if (len < WN_FRAME_HEADER_SIZE || c->state == CONN_AWAIT_HEADER) return len;
+    uint64_t total = (uint64_t)wn_load32(p + 3) + WN_FRAME_OVERHEAD;
+    return total > len && total <= IN_FRAME_MAX ? (size_t)total : len;
+}
+
+/* Bytes missing from the partial frame in c->in, 0 if that is not known. */
+static size_t conn_in_missing(const conn_t *c) {
+    size_t have = buf_pending(&c->in);
+    return conn_frame_room(c, buf_head(&c->in), have) - have;
+}
+
+/* n more bytes were read into c->in: handle what is whole. */
+static void conn_consume_in(conn_t *c, size_t n) {
+    buf_commit(&c->in, n);
+    size_t used = conn_consume(c, buf_head(&c->in), buf_pending(&c->in));
+    buf_consume(&c->in, used);
+}
+
+/* n bytes were read into the shared buffer: handle them there, and keep what
+ * is left (part of a frame, or of the protocol header). */
+static void conn_consume_shared(conn_t *c, size_t n) {
+    const uint8_t *data = broker.read_buf;
+    if (buf_pending(&c->in) > 0) { /* earlier bytes still wait: keep the order */
+        buf_append(&c->in, data, n);
+        conn_consume_in(c, 0);
+        return;
+    }
+    size_t used = conn_consume(c, data, n);
+    if (used == n || !(conn_accepts_frames(c) || c->state == CONN_AWAIT_HEADER)) return;
+    /* Room for all of the frame now: growing the buffer later would copy it again. */
+    buf_reserve(&c->in, conn_frame_room(c, data + used, n - used));
+    buf_append(&c->in, data + used, n - used);
+}
+
+/* Read what the socket has; false at EOF or on an error. Bytes go to the
+ * shared buffer, except that a partial frame waiting in c->in is completed in
+ * place by the same readv: a stream of large frames (big message bodies) then
+ * costs one read per shared buffer's worth, not one per IN_STEP bytes. */
 static bool conn_read_once(conn_t *c, bool *more) {
-    uint8_t *dst;
-    size_t room;
-    bool shared;
+    struct iovec iov[2];
+    int niov = 0;
+    size_t room = 0, missing, to_in = 0;
+    bool partial;
 
     if (c->state == CONN_DRAINING) buf_free(&c->in); /* nothing more will be parsed */
-    shared = buf_pending(&c->in) == 0;
-    if (shared) {
-        dst = broker.read_buf;
-        room = BROKER_READ_BUF_SIZE;
-    } else {
-        room = 64 * 1024;
-        dst = buf_reserve(&c->in, room);
+    partial = buf_pending(&c->in) > 0;
+    missing = conn_in_missing(c);
+    if (partial) {
+        size_t want = missing ? missing : IN_STEP;
+        iov[niov++] = (struct iovec){buf_reserve(&c->in, want), want};
     }
-    ssize_t n = read(c->fd, dst, room);
+    if (!partial || missing) iov[niov++] = (struct iovec){broker.read_buf, BROKER_READ_BUF_SIZE};
+    for (int i = 0; i < niov; i++)
+        room += iov[i].iov_len;
+    ssize_t n = readv(c->fd, iov, niov);
     *more = n > 0 && (size_t)n == room;
     if (n == 0) return false;
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     c->last_recv = ev_now(broker.loop);
     if (c->state == CONN_DRAINING) return true;
 
-    if (shared) {
-        size_t used = conn_consume(c, dst, (size_t)n);
-        /* Keep what is left: part of a frame, or part of the protocol header. */
-        if (used < (size_t)n && (conn_accepts_frames(c) || c->state == CONN_AWAIT_HEADER))
-            buf_append(&c->in, dst + used, (size_t)n - used);
-    } else {
-        buf_commit(&c->in, (size_t)n);
-        size_t used = conn_consume(c, buf_head(&c->in), buf_pending(&c->in));
-        buf_consume(&c->in, used);
-        buf_release(&c->in);
+    if (partial) {
+        to_in = (size_t)n < iov[0].iov_len ? (size_t)n : iov[0].iov_len;
+        conn_consume_in(c, to_in);
     }
+    if ((size_t)n > to_in) conn_consume_shared(c, (size_t)n - to_in);
+    buf_release(&c->in); /* kept until here for what the shared buffer left over */
     return true;
 }
 
