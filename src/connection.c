@@ -154,6 +154,11 @@ void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m) {
     conn_schedule_flush(c);
 }
 
+/* Bytes queued for the socket: the buffer's and the bodies' written from messages. */
+static size_t conn_out_pending(const conn_t *c) {
+    return buf_pending(&c->out) + c->out_refs.bytes;
+}
+
 bool conn_is_backed_up(const conn_t *c) {
     return c->out_blocked;
 }
@@ -177,14 +182,14 @@ static void conn_update_reading(conn_t *c) {
 /* Output passed the high-water mark: stop delivering to this client and stop
  * reading from it until it has read most of what it was sent. */
 static void conn_check_high_water(conn_t *c) {
-    if (c->out_blocked || buf_pending(&c->out) < OUT_HIGH_WATER) return;
+    if (c->out_blocked || conn_out_pending(c) < OUT_HIGH_WATER) return;
     c->out_blocked = true;
     conn_update_reading(c);
 }
 
 /* Below the low-water mark again: resume both. */
 static void conn_check_low_water(conn_t *c) {
-    if (!c->out_blocked || buf_pending(&c->out) >= OUT_LOW_WATER) return;
+    if (!c->out_blocked || conn_out_pending(c) >= OUT_LOW_WATER) return;
     c->out_blocked = false;
     conn_update_reading(c);
     consumer_connection_writable(c);
@@ -200,7 +205,30 @@ void conn_set_blocked(conn_t *c, bool blocked, const char *reason) {
     conn_send_method(c, 0, &m);
 }
 
-void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
+/* One body frame of n bytes from body: copied into the output buffer if it is
+ * small, written from the message itself if not. */
+static void conn_send_body_frame(conn_t *c, uint16_t channel, message_t *msg, const uint8_t *body,
+                                 uint32_t n) {
+    uint8_t *p;
+    if (n < OUTREF_MIN_BODY) {
+        p = conn_out_reserve(c, WN_FRAME_OVERHEAD + n);
+        wn_frame_header_write(p, WN_FRAME_BODY, channel, n);
+        memcpy(p + 7, body, n);
+        p[7 + n] = WN_FRAME_END;
+        buf_commit(&c->out, WN_FRAME_OVERHEAD + n);
+        return;
+    }
+    wn_frame_header_write(conn_out_reserve(c, WN_FRAME_HEADER_SIZE), WN_FRAME_BODY, channel, n);
+    buf_commit(&c->out, WN_FRAME_HEADER_SIZE);
+    if (!outref_add(&c->out_refs, &c->out, msg, body, n)) {
+        memcpy(conn_out_reserve(c, n), body, n);
+        buf_commit(&c->out, n);
+    }
+    *conn_out_reserve(c, 1) = WN_FRAME_END;
+    buf_commit(&c->out, 1);
+}
+
+void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, message_t *msg) {
     uint32_t max_body = c->frame_max ? c->frame_max - WN_FRAME_OVERHEAD : 131072;
     const uint8_t *body = message_body(msg);
     uint8_t *p;
@@ -217,11 +245,7 @@ void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const 
     buf_commit(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
     for (uint64_t off = 0; off < msg->body_len; off += max_body) {
         uint32_t n = (uint32_t)(msg->body_len - off < max_body ? msg->body_len - off : max_body);
-        p = conn_out_reserve(c, WN_FRAME_OVERHEAD + n);
-        wn_frame_header_write(p, WN_FRAME_BODY, channel, n);
-        memcpy(p + 7, body + off, n);
-        p[7 + n] = WN_FRAME_END;
-        buf_commit(&c->out, WN_FRAME_OVERHEAD + n);
+        conn_send_body_frame(c, channel, msg, body + off, n);
     }
     conn_check_high_water(c);
 }
@@ -234,12 +258,19 @@ static void conn_schedule_flush(conn_t *c) {
     broker.flush_list = c;
 }
 
+/* Write what is queued, bodies from their messages included, in one writev. */
+static ssize_t conn_writev(conn_t *c) {
+    struct iovec iov[64];
+    int n = outref_iov(&c->out_refs, &c->out, iov, 64);
+    return writev(c->fd, iov, n);
+}
+
 /* Write what is queued. Returns false if the socket failed. */
 static bool conn_write_out(conn_t *c) {
-    while (buf_pending(&c->out) > 0) {
-        ssize_t n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
+    while (conn_out_pending(c) > 0) {
+        ssize_t n = conn_writev(c);
         if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
+            outref_consume(&c->out_refs, &c->out, (size_t)n);
             c->last_send = ev_now(broker.loop);
             continue;
         }
@@ -288,7 +319,7 @@ static void conn_flush(conn_t *c) {
         conn_destroy(c);
         return;
     }
-    if (c->state == CONN_DRAINING && buf_pending(&c->out) == 0) shutdown(c->fd, SHUT_WR);
+    if (c->state == CONN_DRAINING && conn_out_pending(c) == 0) shutdown(c->fd, SHUT_WR);
 }
 
 void conn_flush_all(void) {
@@ -373,6 +404,7 @@ static void conn_destroy(conn_t *c) {
     broker.nconns--;
     buf_free(&c->in);
     buf_free(&c->out);
+    outref_free(&c->out_refs);
     free(c->chans);
     free(c);
     if (broker.shutting_down && broker.nconns == 0) ev_break(broker.loop, EVBREAK_ALL);
