@@ -14,6 +14,7 @@
 #include "config.h"
 #include "definitions.h"
 #include "exchange.h"
+#include "message.h"
 #include "store.h"
 #include "vhost.h"
 
@@ -70,6 +71,7 @@ typedef struct broker {
 
     uint8_t *read_buf; /* BROKER_READ_BUF_SIZE bytes */
     buf_t spare_out[BROKER_SPARE_OUT];
+    message_pool_t msg_pool; /* freed small messages, for reuse */
     unsigned nspare_out;
 } broker_t;
 
