@@ -133,5 +133,8 @@ void broker_free(void) {
     definitions_close(&broker.defs);
     route_result_free(&broker.route_result);
     free(broker.read_buf);
+    message_pool_free(&broker.msg_pool);
+    while (broker.nspare_out)
+        buf_free(&broker.spare_out[--broker.nspare_out]);
     config_free(&broker.cfg);
 }

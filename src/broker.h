@@ -10,10 +10,12 @@
 #define WARREN_BROKER_H
 
 #include "auth.h"
+#include "buffer.h"
 #include "config.h"
 #include "definitions.h"
 #include "exchange.h"
 #include "memory.h"
+#include "message.h"
 #include "store.h"
 #include "vhost.h"
 
@@ -25,6 +27,9 @@ struct conn;
 /* The loop reads every readable socket into this one buffer, so idle
  * connections hold no input buffer of their own. */
 #define BROKER_READ_BUF_SIZE (256 * 1024)
+
+/* Drained output buffers kept for the next connection with output. */
+#define BROKER_SPARE_OUT 4
 
 typedef struct listener {
     int fd;
@@ -46,6 +51,9 @@ typedef struct broker {
     struct queue *dispatch_list; /* queues to dispatch before the loop sleeps */
     route_result_t route_result; /* reused by every publish */
     uint64_t route_mark;
+    /* Bumped whenever an exchange, queue or binding comes or goes: lookups and
+     * routing results remembered under an older value are stale. */
+    uint64_t topology_epoch;
 
     definitions_t defs;           /* durable exchanges, queues, bindings on disk */
     store_t store;                /* persistent messages on disk */
@@ -69,6 +77,9 @@ typedef struct broker {
     bool shutting_down;
 
     uint8_t *read_buf; /* BROKER_READ_BUF_SIZE bytes */
+    buf_t spare_out[BROKER_SPARE_OUT];
+    message_pool_t msg_pool; /* freed small messages, for reuse */
+    unsigned nspare_out;
 } broker_t;
 
 extern broker_t broker;

@@ -34,6 +34,10 @@ typedef struct chan {
     uint8_t pub_exchange_len, pub_routing_key_len;
     char pub_exchange[256], pub_routing_key[256];
     struct message *pub_msg;
+    /* The exchange last published to, valid while broker.topology_epoch is
+     * pub_x_epoch: a publisher names the same exchange over and over. */
+    struct exchange *pub_x;
+    uint64_t pub_x_epoch;
 
     /* Publisher confirms: sequence numbers from 1, acked in batches. */
     bool confirm;

@@ -32,6 +32,9 @@
 #define MAX_METHOD_FRAME 65536        /* room reserved to encode one method frame */
 #define OUT_HIGH_WATER   (1u << 20)   /* stop delivering to a client this far behind */
 #define OUT_LOW_WATER    (256u << 10) /* ...and resume below this */
+#define OUT_SPARE_MAX    (2u << 20)   /* drained output buffers up to this size are kept */
+#define IN_STEP          (64u << 10)  /* read into a partial frame of unknown size this much */
+#define IN_FRAME_MAX     (1u << 20)   /* ...or of a known size larger than this */
 
 static void conn_destroy(conn_t *c);
 static void conn_schedule_flush(conn_t *c);
@@ -104,9 +107,32 @@ conn_t *conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen) {
 
 /* ---- output ---------------------------------------------------------------- */
 
+/* Room for n more bytes of output. A connection with nothing queued takes a
+ * spare buffer if there is one (see conn_release_out). */
+static uint8_t *conn_out_reserve(conn_t *c, size_t n) {
+    if (!c->out.data && broker.nspare_out) c->out = broker.spare_out[--broker.nspare_out];
+    return buf_reserve(&c->out, n);
+}
+
+/* Output drained: hand the buffer to the broker's spares rather than free it.
+ * A busy connection would otherwise grow a new one from 4 KiB by doubling on
+ * every loop iteration, and free it again (half of it copied each time, and
+ * malloc consolidating); idle connections still hold no buffer. */
+static void conn_release_out(conn_t *c) {
+    if (buf_pending(&c->out) > 0 || !c->out.data) return;
+    if (c->out.cap > OUT_SPARE_MAX || broker.nspare_out == BROKER_SPARE_OUT) {
+        buf_free(&c->out);
+        return;
+    }
+    c->out.off = c->out.len = 0;
+    broker.spare_out[broker.nspare_out++] = c->out;
+    c->out = (buf_t){0};
+}
+
 void conn_send_raw(conn_t *c, const void *p, size_t n) {
     if (c->state >= CONN_DRAINING) return;
-    buf_append(&c->out, p, n);
+    memcpy(conn_out_reserve(c, n), p, n);
+    buf_commit(&c->out, n);
     conn_schedule_flush(c);
 }
 
@@ -114,7 +140,7 @@ void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m) {
     if (c->state >= CONN_DRAINING) return;
     size_t cap = MAX_METHOD_FRAME;
     for (;;) {
-        uint8_t *p = buf_reserve(&c->out, cap);
+        uint8_t *p = conn_out_reserve(c, cap);
         size_t n = wn_frame_encode_method(p, cap, channel, m);
         if (n > 0) {
             buf_commit(&c->out, n);
@@ -127,6 +153,11 @@ void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m) {
         cap *= 4;
     }
     conn_schedule_flush(c);
+}
+
+/* Bytes queued for the socket: the buffer's and the bodies' written from messages. */
+static size_t conn_out_pending(const conn_t *c) {
+    return buf_pending(&c->out) + c->out_refs.bytes;
 }
 
 bool conn_is_backed_up(const conn_t *c) {
@@ -152,14 +183,14 @@ static void conn_update_reading(conn_t *c) {
 /* Output passed the high-water mark: stop delivering to this client and stop
  * reading from it until it has read most of what it was sent. */
 static void conn_check_high_water(conn_t *c) {
-    if (c->out_blocked || buf_pending(&c->out) < OUT_HIGH_WATER) return;
+    if (c->out_blocked || conn_out_pending(c) < OUT_HIGH_WATER) return;
     c->out_blocked = true;
     conn_update_reading(c);
 }
 
 /* Below the low-water mark again: resume both. */
 static void conn_check_low_water(conn_t *c) {
-    if (!c->out_blocked || buf_pending(&c->out) >= OUT_LOW_WATER) return;
+    if (!c->out_blocked || conn_out_pending(c) >= OUT_LOW_WATER) return;
     c->out_blocked = false;
     conn_update_reading(c);
     consumer_connection_writable(c);
@@ -180,14 +211,37 @@ void conn_set_flow(conn_t *c, bool held) {
     conn_update_reading(c);
 }
 
-void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const message_t *msg) {
+/* One body frame of n bytes from body: copied into the output buffer if it is
+ * small, written from the message itself if not. */
+static void conn_send_body_frame(conn_t *c, uint16_t channel, message_t *msg, const uint8_t *body,
+                                 uint32_t n) {
+    uint8_t *p;
+    if (n < OUTREF_MIN_BODY) {
+        p = conn_out_reserve(c, WN_FRAME_OVERHEAD + n);
+        wn_frame_header_write(p, WN_FRAME_BODY, channel, n);
+        memcpy(p + 7, body, n);
+        p[7 + n] = WN_FRAME_END;
+        buf_commit(&c->out, WN_FRAME_OVERHEAD + n);
+        return;
+    }
+    wn_frame_header_write(conn_out_reserve(c, WN_FRAME_HEADER_SIZE), WN_FRAME_BODY, channel, n);
+    buf_commit(&c->out, WN_FRAME_HEADER_SIZE);
+    if (!outref_add(&c->out_refs, &c->out, msg, body, n)) {
+        memcpy(conn_out_reserve(c, n), body, n);
+        buf_commit(&c->out, n);
+    }
+    *conn_out_reserve(c, 1) = WN_FRAME_END;
+    buf_commit(&c->out, 1);
+}
+
+void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, message_t *msg) {
     uint32_t max_body = c->frame_max ? c->frame_max - WN_FRAME_OVERHEAD : 131072;
     const uint8_t *body = message_body(msg);
     uint8_t *p;
 
     conn_send_method(c, channel, m);
     if (c->state >= CONN_DRAINING) return;
-    p = buf_reserve(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
+    p = conn_out_reserve(c, WN_FRAME_OVERHEAD + 12 + msg->props_len);
     wn_frame_header_write(p, WN_FRAME_HEADER, channel, 12 + msg->props_len);
     wn_store16(p + 7, WN_CLASS_BASIC);
     wn_store16(p + 9, 0);
@@ -197,11 +251,7 @@ void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, const 
     buf_commit(&c->out, WN_FRAME_OVERHEAD + 12 + msg->props_len);
     for (uint64_t off = 0; off < msg->body_len; off += max_body) {
         uint32_t n = (uint32_t)(msg->body_len - off < max_body ? msg->body_len - off : max_body);
-        p = buf_reserve(&c->out, WN_FRAME_OVERHEAD + n);
-        wn_frame_header_write(p, WN_FRAME_BODY, channel, n);
-        memcpy(p + 7, body + off, n);
-        p[7 + n] = WN_FRAME_END;
-        buf_commit(&c->out, WN_FRAME_OVERHEAD + n);
+        conn_send_body_frame(c, channel, msg, body + off, n);
     }
     conn_check_high_water(c);
 }
@@ -214,12 +264,19 @@ static void conn_schedule_flush(conn_t *c) {
     broker.flush_list = c;
 }
 
+/* Write what is queued, bodies from their messages included, in one writev. */
+static ssize_t conn_writev(conn_t *c) {
+    struct iovec iov[64];
+    int n = outref_iov(&c->out_refs, &c->out, iov, 64);
+    return writev(c->fd, iov, n);
+}
+
 /* Write what is queued. Returns false if the socket failed. */
 static bool conn_write_out(conn_t *c) {
-    while (buf_pending(&c->out) > 0) {
-        ssize_t n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
+    while (conn_out_pending(c) > 0) {
+        ssize_t n = conn_writev(c);
         if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
+            outref_consume(&c->out_refs, &c->out, (size_t)n);
             c->last_send = ev_now(broker.loop);
             continue;
         }
@@ -232,7 +289,7 @@ static bool conn_write_out(conn_t *c) {
         return false;
     }
     ev_io_stop(broker.loop, &c->wio);
-    buf_release(&c->out);
+    conn_release_out(c);
     conn_check_low_water(c);
     return true;
 }
@@ -268,7 +325,7 @@ static void conn_flush(conn_t *c) {
         conn_destroy(c);
         return;
     }
-    if (c->state == CONN_DRAINING && buf_pending(&c->out) == 0) shutdown(c->fd, SHUT_WR);
+    if (c->state == CONN_DRAINING && conn_out_pending(c) == 0) shutdown(c->fd, SHUT_WR);
 }
 
 void conn_flush_all(void) {
@@ -355,6 +412,7 @@ static void conn_destroy(conn_t *c) {
     broker.nconns--;
     buf_free(&c->in);
     buf_free(&c->out);
+    outref_free(&c->out_refs);
     free(c->chans);
     free(c);
     if (broker.shutting_down && broker.nconns == 0) ev_break(broker.loop, EVBREAK_ALL);
@@ -778,39 +836,76 @@ static size_t conn_consume(conn_t *c, const uint8_t *data, size_t len) {
     return used;
 }
 
-/* Read what the socket has; false at EOF or on an error. */
+/* The size of the partial frame at p (len bytes of it so far) if it is known
+ * and small enough to make room for before it arrives; len otherwise. */
+static size_t conn_frame_room(const conn_t *c, const uint8_t *p, size_t len) {
+    if (len < WN_FRAME_HEADER_SIZE || c->state == CONN_AWAIT_HEADER) return len;
+    uint64_t total = (uint64_t)wn_load32(p + 3) + WN_FRAME_OVERHEAD;
+    return total > len && total <= IN_FRAME_MAX ? (size_t)total : len;
+}
+
+/* Bytes missing from the partial frame in c->in, 0 if that is not known. */
+static size_t conn_in_missing(const conn_t *c) {
+    size_t have = buf_pending(&c->in);
+    return conn_frame_room(c, buf_head(&c->in), have) - have;
+}
+
+/* n more bytes were read into c->in: handle what is whole. */
+static void conn_consume_in(conn_t *c, size_t n) {
+    buf_commit(&c->in, n);
+    size_t used = conn_consume(c, buf_head(&c->in), buf_pending(&c->in));
+    buf_consume(&c->in, used);
+}
+
+/* n bytes were read into the shared buffer: handle them there, and keep what
+ * is left (part of a frame, or of the protocol header). */
+static void conn_consume_shared(conn_t *c, size_t n) {
+    const uint8_t *data = broker.read_buf;
+    if (buf_pending(&c->in) > 0) { /* earlier bytes still wait: keep the order */
+        buf_append(&c->in, data, n);
+        conn_consume_in(c, 0);
+        return;
+    }
+    size_t used = conn_consume(c, data, n);
+    if (used == n || !(conn_accepts_frames(c) || c->state == CONN_AWAIT_HEADER)) return;
+    /* Room for all of the frame now: growing the buffer later would copy it again. */
+    buf_reserve(&c->in, conn_frame_room(c, data + used, n - used));
+    buf_append(&c->in, data + used, n - used);
+}
+
+/* Read what the socket has; false at EOF or on an error. Bytes go to the
+ * shared buffer, except that a partial frame waiting in c->in is completed in
+ * place by the same readv: a stream of large frames (big message bodies) then
+ * costs one read per shared buffer's worth, not one per IN_STEP bytes. */
 static bool conn_read_once(conn_t *c, bool *more) {
-    uint8_t *dst;
-    size_t room;
-    bool shared;
+    struct iovec iov[2];
+    int niov = 0;
+    size_t room = 0, missing, to_in = 0;
+    bool partial;
 
     if (c->state == CONN_DRAINING) buf_free(&c->in); /* nothing more will be parsed */
-    shared = buf_pending(&c->in) == 0;
-    if (shared) {
-        dst = broker.read_buf;
-        room = BROKER_READ_BUF_SIZE;
-    } else {
-        room = 64 * 1024;
-        dst = buf_reserve(&c->in, room);
+    partial = buf_pending(&c->in) > 0;
+    missing = conn_in_missing(c);
+    if (partial) {
+        size_t want = missing ? missing : IN_STEP;
+        iov[niov++] = (struct iovec){buf_reserve(&c->in, want), want};
     }
-    ssize_t n = read(c->fd, dst, room);
+    if (!partial || missing) iov[niov++] = (struct iovec){broker.read_buf, BROKER_READ_BUF_SIZE};
+    for (int i = 0; i < niov; i++)
+        room += iov[i].iov_len;
+    ssize_t n = readv(c->fd, iov, niov);
     *more = n > 0 && (size_t)n == room;
     if (n == 0) return false;
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     c->last_recv = ev_now(broker.loop);
     if (c->state == CONN_DRAINING) return true;
 
-    if (shared) {
-        size_t used = conn_consume(c, dst, (size_t)n);
-        /* Keep what is left: part of a frame, or part of the protocol header. */
-        if (used < (size_t)n && (conn_accepts_frames(c) || c->state == CONN_AWAIT_HEADER))
-            buf_append(&c->in, dst + used, (size_t)n - used);
-    } else {
-        buf_commit(&c->in, (size_t)n);
-        size_t used = conn_consume(c, buf_head(&c->in), buf_pending(&c->in));
-        buf_consume(&c->in, used);
-        buf_release(&c->in);
+    if (partial) {
+        to_in = (size_t)n < iov[0].iov_len ? (size_t)n : iov[0].iov_len;
+        conn_consume_in(c, to_in);
     }
+    if ((size_t)n > to_in) conn_consume_shared(c, (size_t)n - to_in);
+    buf_release(&c->in); /* kept until here for what the shared buffer left over */
     return true;
 }
 

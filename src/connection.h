@@ -17,6 +17,7 @@
 #include "buffer.h"
 #include "frame.h"
 #include "methods.h"
+#include "outref.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -57,6 +58,7 @@ typedef struct conn {
 
     buf_t in;           /* a partial frame waiting for more bytes; empty (no memory) otherwise */
     buf_t out;          /* encoded frames not yet written */
+    outrefs_t out_refs; /* large bodies written from their messages, between out's bytes */
     bool out_blocked;   /* output passed the high-water mark and has not yet drained
                            below the low one: no deliveries, no reading */
     bool published;     /* has published: a resource alarm blocks it */
@@ -92,12 +94,10 @@ conn_t *conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen);
 void conn_send_method(conn_t *c, uint16_t channel, const wn_method_t *m);
 void conn_send_raw(conn_t *c, const void *p, size_t n);
 
-struct message;
-
 /* A method with content (deliver, get-ok, return): method frame, content
- * header carrying the message's properties as published, body frames. */
-void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m,
-                       const struct message *msg);
+ * header carrying the message's properties as published, body frames. Large
+ * bodies are written from msg itself, which holds a reference until then. */
+void conn_send_content(conn_t *c, uint16_t channel, const wn_method_t *m, message_t *msg);
 
 /* Stop or resume reading from a connection for a resource alarm; a client
  * with the connection.blocked capability is told (alarm.h). */

@@ -70,6 +70,7 @@ exchange_t *exchange_create(vhost_t *vh, wn_bytes_t name, const exchange_ops_t *
         return NULL;
     }
     HASH_ADD_KEYPTR(hh, vh->exchanges, x->name, x->name_len, x);
+    broker.topology_epoch++;
     definitions_exchange(x, true);
     return x;
 }
@@ -82,6 +83,7 @@ void exchange_delete(exchange_t *x) {
     while (x->dest_bindings)
         binding_remove(x->dest_bindings);
     HASH_DELETE(hh, x->vhost->exchanges, x);
+    broker.topology_epoch++;
     x->ops->destroy(x);
     free(x->name);
     free((void *)x->args.ptr);
@@ -189,6 +191,7 @@ binding_t *binding_add(exchange_t *source, queue_t *q, exchange_t *dest, wn_byte
     if (*dl) (*dl)->dst_prev = b;
     *dl = b;
     HASH_ADD(hh, source->vhost->bindings, hkey, n, b);
+    broker.topology_epoch++;
     source->ops->add(source, b);
     definitions_binding(b, true);
     return b;
@@ -199,6 +202,7 @@ void binding_remove(binding_t *b) {
     definitions_binding(b, false);
     src->ops->remove(src, b);
     HASH_DELETE(hh, src->vhost->bindings, b);
+    broker.topology_epoch++;
     if (b->src_prev)
         b->src_prev->src_next = b->src_next;
     else
@@ -231,7 +235,8 @@ struct route_ctx {
     exchange_t *work[ROUTE_MAX_EXCHANGES]; /* exchanges still to route through */
     unsigned nwork;
     uint64_t mark;
-    bool found; /* the exchange being routed matched something */
+    bool found;      /* the exchange being routed matched something */
+    bool incomplete; /* a queue was left out (no memory): not reusable */
 };
 
 static void route_push_exchange(route_ctx_t *ctx, exchange_t *x) {
@@ -247,7 +252,10 @@ static void route_push_queue(route_ctx_t *ctx, queue_t *q) {
     if (r->n == r->cap) {
         uint32_t cap = r->cap ? r->cap * 2 : 8;
         queue_t **qs = realloc(r->queues, cap * sizeof *qs);
-        if (!qs) return;
+        if (!qs) {
+            ctx->incomplete = true;
+            return;
+        }
         r->queues = qs;
         r->cap = cap;
     }
@@ -289,14 +297,40 @@ static void route_keys(exchange_t *x, const route_msg_t *msg, wn_bytes_t array, 
 static void route_one_exchange(exchange_t *x, const route_msg_t *msg, route_ctx_t *ctx) {
     wn_value_t cc;
     route_key(x, msg, msg->routing_key, ctx);
-    if (wn_table_get(msg->headers, "CC", &cc) && cc.type == WN_FIELD_ARRAY)
+    if (msg->headers.len && wn_table_get(msg->headers, "CC", &cc) && cc.type == WN_FIELD_ARRAY)
         route_keys(x, msg, cc.v.bytes, ctx);
     if (msg->bcc.len) route_keys(x, msg, msg->bcc, ctx);
 }
 
-void exchange_route(exchange_t *x, const route_msg_t *msg, route_result_t *out) {
-    route_ctx_t ctx = {.out = out, .mark = ++broker.route_mark};
+/* Is out what routing msg through x would give again? Without headers (CC,
+ * headers-exchange matches) or BCC keys, a message's destinations depend only
+ * on the exchange, its routing key and the bindings, exchanges and queues
+ * that exist, which broker.topology_epoch stands for. */
+static bool route_result_reusable(const route_result_t *out, const exchange_t *x,
+                                  const route_msg_t *msg) {
+    return out->from == x && out->epoch == broker.topology_epoch && msg->headers.len == 0 &&
+           msg->bcc.len == 0 && out->key_len == msg->routing_key.len &&
+           (out->key_len == 0 || memcmp(out->key, msg->routing_key.ptr, out->key_len) == 0);
+}
 
+static void route_result_remember(route_result_t *out, exchange_t *x, const route_msg_t *msg) {
+    out->from = NULL;
+    if (msg->headers.len || msg->bcc.len || msg->routing_key.len > sizeof out->key) return;
+    out->from = x;
+    out->epoch = broker.topology_epoch;
+    out->key_len = (uint8_t)msg->routing_key.len;
+    if (out->key_len) memcpy(out->key, msg->routing_key.ptr, out->key_len);
+}
+
+void exchange_route(exchange_t *x, const route_msg_t *msg, route_result_t *out) {
+    route_ctx_t ctx;
+
+    if (route_result_reusable(out, x, msg)) return;
+    /* Only the fields the walk reads: ctx.work is filled as it goes. */
+    ctx.out = out;
+    ctx.nwork = 0;
+    ctx.mark = ++broker.route_mark;
+    ctx.found = ctx.incomplete = false;
     out->n = 0;
     route_push_exchange(&ctx, x);
     for (unsigned i = 0; i < ctx.nwork; i++) {
@@ -309,10 +343,15 @@ void exchange_route(exchange_t *x, const route_msg_t *msg, route_result_t *out) 
             if (ae) route_push_exchange(&ctx, ae);
         }
     }
+    if (ctx.incomplete)
+        out->from = NULL;
+    else
+        route_result_remember(out, x, msg);
 }
 
 void route_result_free(route_result_t *r) {
     free(r->queues);
     r->queues = NULL;
     r->n = r->cap = 0;
+    r->from = NULL;
 }

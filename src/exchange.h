@@ -42,10 +42,16 @@ typedef struct route_msg {
     wn_bytes_t bcc;     /* array body of BCC keys, may be empty */
 } route_msg_t;
 
-/* The queues a message goes to. */
+/* The queues a message goes to. The result also says what it was routed
+ * from (exchange, key, broker.topology_epoch) so that the next message with
+ * the same key and no headers can reuse it without walking the bindings. */
 typedef struct route_result {
     struct queue **queues;
     uint32_t n, cap;
+    struct exchange *from; /* NULL: not reusable */
+    uint64_t epoch;
+    uint8_t key_len;
+    uint8_t key[255];
 } route_result_t;
 
 typedef struct route_ctx route_ctx_t;

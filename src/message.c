@@ -1,13 +1,71 @@
 /*
- * message.c - allocation, body assembly and release of messages, counted for
- * the memory alarm (memory.h).
+ * message.c - allocation (with a pool of freed small messages), body
+ * assembly and release of messages, counted for the memory alarm (memory.h).
  */
 #include "message.h"
+#include "broker.h"
 #include "memory.h"
 #include "table.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Every message is a malloc and a free, which cost glibc about 200
+ * instructions a message once its per-thread cache (7 blocks a size) runs
+ * dry, as it does when a read brings thousands of publishes. Freed messages
+ * of up to 520 bytes go to a free list per 16-byte size class instead, up to
+ * POOL_MAX_BYTES in all. Sizes are rounded as glibc rounds them (8 bytes of
+ * header, 16-byte steps), so a pooled message uses no more memory than a
+ * malloc of its exact size. Under AddressSanitizer there is no pool: reuse
+ * would hide a use after free. */
+#define POOL_MAX_BYTES (1u << 20)
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ENABLED 0
+#else
+#define POOL_ENABLED 1
+#endif
+
+/* What malloc would give for n bytes, and its class (-1: not pooled). */
+static size_t pool_round(size_t n) {
+    return n + 8 <= 32 ? 24 : ((n + 8 + 15) & ~(size_t)15) - 8;
+}
+static int pool_class(size_t rounded) {
+    size_t c = (rounded + 8) / 16 - 2;
+    return POOL_ENABLED && c < MESSAGE_POOL_CLASSES ? (int)c : -1;
+}
+
+static message_t *message_alloc(size_t size) {
+    size_t rounded = pool_round(size);
+    int c = pool_class(rounded);
+    void *p = c >= 0 ? broker.msg_pool.free[c] : NULL;
+    if (!p) return malloc(rounded);
+    memcpy(&broker.msg_pool.free[c], p, sizeof(void *)); /* the next free block */
+    broker.msg_pool.bytes -= rounded;
+    return p;
+}
+
+static void message_free(message_t *m) {
+    size_t rounded = pool_round(message_size(m));
+    int c = pool_class(rounded);
+    if (c < 0 || broker.msg_pool.bytes + rounded > POOL_MAX_BYTES) {
+        free(m);
+        return;
+    }
+    memcpy(m, &broker.msg_pool.free[c], sizeof(void *));
+    broker.msg_pool.free[c] = m;
+    broker.msg_pool.bytes += rounded;
+}
+
+void message_pool_free(message_pool_t *pool) {
+    for (int c = 0; c < MESSAGE_POOL_CLASSES; c++) {
+        while (pool->free[c]) {
+            void *p = pool->free[c];
+            memcpy(&pool->free[c], p, sizeof(void *));
+            free(p);
+        }
+    }
+    pool->bytes = 0;
+}
 
 message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_t *props,
                        uint32_t props_len, wn_bytes_t bcc, uint64_t body_len,
@@ -15,7 +73,7 @@ message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_
     size_t size =
         sizeof(message_t) + exchange.len + routing_key.len + props_len + bcc.len + body_len;
     if (body_len > SIZE_MAX / 2) return NULL;
-    message_t *m = malloc(size);
+    message_t *m = message_alloc(size);
     if (!m) return NULL;
     mem_charge(size);
     m->refs = 1;
@@ -37,7 +95,7 @@ message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_
 void message_unref(message_t *m) {
     if (--m->refs > 0) return;
     mem_uncharge(message_size(m));
-    free(m);
+    message_free(m);
 }
 
 bool message_append_body(message_t *m, const uint8_t *p, size_t n) {

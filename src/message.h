@@ -30,6 +30,16 @@ typedef struct message {
     uint8_t data[]; /* exchange, routing key, properties, body */
 } message_t;
 
+/* Freed small messages kept for the next ones of the same size, one list per
+ * 16-byte size class (message.c). Owned by the broker. */
+#define MESSAGE_POOL_CLASSES 32
+typedef struct message_pool {
+    void *free[MESSAGE_POOL_CLASSES];
+    size_t bytes; /* held in the lists */
+} message_pool_t;
+
+void message_pool_free(message_pool_t *pool);
+
 /* A message for a publish whose content header has arrived; the body is
  * filled in by message_append_body. NULL if memory is short. */
 message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_t *props,

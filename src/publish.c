@@ -171,6 +171,20 @@ static void confirm_publish(chan_t *ch, uint64_t seq, bool stored, uint64_t flus
 
 /* ---- routing a complete message ------------------------------------------------- */
 
+/* The exchange called `name` in the channel's vhost, or NULL. The one found
+ * last is remembered: it is looked up twice per publish (the method, then
+ * routing), and publishers mostly use one exchange. */
+static exchange_t *publish_exchange(chan_t *ch, wn_bytes_t name) {
+    exchange_t *x = ch->pub_x;
+    if (x && ch->pub_x_epoch == broker.topology_epoch && x->name_len == name.len &&
+        (name.len == 0 || memcmp(x->name, name.ptr, name.len) == 0))
+        return x;
+    x = exchange_find(ch->conn->vhost, name);
+    ch->pub_x = x;
+    ch->pub_x_epoch = broker.topology_epoch;
+    return x;
+}
+
 static void send_return(chan_t *ch, message_t *msg) {
     wn_method_t r = {.id = WN_BASIC_RETURN};
     r.u.basic_return.reply_code = WN_NO_ROUTE;
@@ -203,8 +217,7 @@ static bool push_journaled(conn_t *c, message_t *msg, queue_t *const *qs, uint32
 /* Route and enqueue; returns false if the message could not be stored, and
  * sets *journaled if a confirm must wait for the journal. */
 static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
-    vhost_t *vh = ch->conn->vhost;
-    exchange_t *x = exchange_find(vh, message_exchange(msg));
+    exchange_t *x = publish_exchange(ch, message_exchange(msg));
     route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
     queue_t *durable[JOURNAL_BATCH];
     uint32_t nd = 0;
@@ -268,7 +281,7 @@ static void publish_complete(chan_t *ch) {
 
 void publish_on_method(chan_t *ch, const wn_basic_publish_t *m) {
     vhost_t *vh = ch->conn->vhost;
-    exchange_t *x = exchange_find(vh, m->exchange);
+    exchange_t *x = publish_exchange(ch, m->exchange);
 
     if (ch->confirm) ch->publish_seq++;
     alarm_on_publish(ch->conn);

@@ -69,6 +69,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
         owner->exclusive_queues = q;
     }
     HASH_ADD_KEYPTR(hh, vh->queues, q->name, q->name_len, q);
+    broker.topology_epoch++;
     vh->nqueues++;
     definitions_queue(q, true);
     return q;
@@ -96,6 +97,7 @@ uint32_t queue_delete(queue_t *q) {
     flow_queue_release(q);
     queue_unlink_owner(q);
     HASH_DELETE(hh, q->vhost->queues, q);
+    broker.topology_epoch++;
     q->vhost->nqueues--;
     queue_unref(q);
     return n;
