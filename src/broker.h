@@ -42,8 +42,9 @@ typedef struct broker {
     struct conn *flush_list; /* connections with output to write before the loop sleeps */
     ev_prepare flush_watcher;
 
-    struct queue *dispatch_list; /* queues to dispatch before the loop sleeps */
-    route_result_t route_result; /* reused by every publish */
+    struct queue *dispatch_list;    /* queues to dispatch before the loop sleeps */
+    route_result_t route_result;    /* reused by every publish */
+    route_result_t dl_route_result; /* reused by every dead-lettering */
     uint64_t route_mark;
 
     definitions_t defs;           /* durable exchanges, queues, bindings on disk */

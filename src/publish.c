@@ -198,20 +198,13 @@ static bool push_journaled(message_t *msg, queue_t *const *qs, uint32_t n) {
     return ok;
 }
 
-/* Route and enqueue; returns false if the message could not be stored, and
- * sets *journaled if a confirm must wait for the journal. */
-static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
-    vhost_t *vh = ch->conn->vhost;
-    exchange_t *x = exchange_find(vh, message_exchange(msg));
-    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journaled) {
     queue_t *durable[JOURNAL_BATCH];
     uint32_t nd = 0;
     bool stored = true;
 
-    if (!x) return true; /* deleted since the publish was accepted: unroutable */
-    exchange_route(x, &rm, &broker.route_result);
-    for (uint32_t i = 0; i < broker.route_result.n; i++) {
-        queue_t *q = broker.route_result.queues[i];
+    for (uint32_t i = 0; i < n; i++) {
+        queue_t *q = qs[i];
         if (store_wanted(q, msg)) {
             durable[nd++] = q;
             if (nd == JOURNAL_BATCH) {
@@ -229,6 +222,20 @@ static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *jo
         stored &= push_journaled(msg, durable, nd);
         *journaled = true;
     }
+    return stored;
+}
+
+/* Route and enqueue; returns false if the message could not be stored, and
+ * sets *journaled if a confirm must wait for the journal. */
+static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
+    vhost_t *vh = ch->conn->vhost;
+    exchange_t *x = exchange_find(vh, message_exchange(msg));
+    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+
+    if (!x) return true; /* deleted since the publish was accepted: unroutable */
+    exchange_route(x, &rm, &broker.route_result);
+    bool stored =
+        publish_enqueue(msg, broker.route_result.queues, broker.route_result.n, journaled);
     if (broker.route_result.n == 0 && mandatory) send_return(ch, msg);
     return stored;
 }

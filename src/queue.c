@@ -9,8 +9,10 @@
 #include "broker.h"
 #include "connection.h"
 #include "consumer.h"
+#include "dead_letter.h"
 #include "definitions.h"
 #include "exchange.h"
+#include "expiry.h"
 #include "log.h"
 #include "ring.h"
 #include "store.h"
@@ -58,6 +60,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     HASH_ADD_KEYPTR(hh, vh->queues, q->name, q->name_len, q);
     vh->nqueues++;
     definitions_queue(q, true);
+    expiry_queue_created(q);
     return q;
 }
 
@@ -74,6 +77,7 @@ uint32_t queue_delete(queue_t *q) {
     if (q->deleted) return 0;
     definitions_queue(q, false);
     q->deleted = true;
+    expiry_queue_deleted(q);
     /* Consumers first: cancelling the last one of an auto-delete queue must
      * not delete it a second time. */
     while (q->consumers)
@@ -89,6 +93,7 @@ uint32_t queue_delete(queue_t *q) {
 
 void queue_unref(queue_t *q) {
     if (--q->refs > 0) return;
+    expiry_queue_freed(q);
     free(q->ring);
     free(q->name);
     free((void *)q->args.ptr);
@@ -102,10 +107,16 @@ static qentry_t *ring_at(queue_t *q, uint32_t i) {
 }
 
 static bool queue_grow(queue_t *q) {
+    uint64_t *at;
+    if (!expiry_grow_prepare(q, &at)) return false; /* the expiry times, in the new layout */
     qentry_t *ring = ring_grow(q->ring, q->head, q->count, &q->cap, sizeof *ring);
-    if (!ring) return false;
+    if (!ring) {
+        free(at);
+        return false;
+    }
     q->ring = ring;
     q->head = 0;
+    expiry_grow_commit(q, at);
     return true;
 }
 
@@ -131,6 +142,7 @@ bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
         message_ref(m);
         hot_add(q, e, 1);
     }
+    expiry_pushed(q, q->count - 1, m);
     return true;
 }
 
@@ -143,7 +155,7 @@ static void queue_drop(queue_t *q, const qentry_t *e) {
 /* Put a delivered message back where its sequence number belongs. Requeued
  * messages are almost always older than everything ready, so the common
  * case is a push at the head. */
-void queue_requeue(queue_t *q, const qentry_t *e) {
+void queue_requeue(queue_t *q, const qentry_t *e, uint64_t expires) {
     if (q->deleted || (q->count == q->cap && !queue_grow(q))) {
         queue_drop(q, e);
         return;
@@ -166,6 +178,7 @@ void queue_requeue(queue_t *q, const qentry_t *e) {
     *ring_at(q, lo) = *e;
     ring_at(q, lo)->flags |= QENTRY_REDELIVERED;
     hot_add(q, e, 1);
+    expiry_requeued(q, lo, expires);
 }
 
 static bool queue_pop_raw(queue_t *q, qentry_t *out) {
@@ -177,27 +190,69 @@ static bool queue_pop_raw(queue_t *q, qentry_t *out) {
     return true;
 }
 
-bool queue_pop(queue_t *q, qentry_t *out) {
-    while (queue_pop_raw(q, out)) {
+bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires) {
+    uint64_t at;
+    for (;;) {
+        at = expiry_head(q);
+        if (!queue_pop_raw(q, out)) return false;
+        if (out->flags & QENTRY_DEAD) {
+            q->ndead--;
+            continue;
+        }
+        if (expiry_passed(at)) { /* its timer has not run yet */
+            dead_letter(q, out, DL_EXPIRED);
+            continue;
+        }
         if (!out->msg) out->msg = store_load(out);
-        if (out->msg) return true;
+        if (out->msg) break;
         queue_drop(q, out); /* unreadable (logged): nothing else can be done with it */
     }
-    return false;
+    *expires = at;
+    return true;
+}
+
+/* A dead slot keeps its seq (the ring stays ordered) and nothing else. */
+bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out) {
+    qentry_t *e = ring_at(q, i);
+    bool live = !(e->flags & QENTRY_DEAD);
+    if (i == 0) {
+        queue_pop_raw(q, out);
+        if (!live) q->ndead--;
+        return live;
+    }
+    if (!live) return false;
+    *out = *e;
+    hot_add(q, e, -1);
+    *e = (qentry_t){.seq = e->seq, .flags = QENTRY_DEAD};
+    q->ndead++;
+    return true;
+}
+
+int64_t queue_find_seq(const queue_t *q, uint64_t seq) {
+    uint32_t lo = 0, hi = q->count;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (queue_at(q, mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < q->count && queue_at(q, lo)->seq == seq ? (int64_t)lo : -1;
 }
 
 uint32_t queue_purge(queue_t *q) {
-    uint32_t n = q->count;
+    uint32_t n = queue_ready(q);
     qentry_t e;
     while (queue_pop_raw(q, &e))
         queue_drop(q, &e);
+    q->ndead = 0;
     return n;
 }
 
 void queue_each_ready(queue_t *q, qentry_visit_fn fn, void *ctx) {
     for (uint32_t i = 0; i < q->count; i++) {
         qentry_t *e = ring_at(q, i);
-        fn(q, e, (e->flags & QENTRY_REDELIVERED) != 0, ctx);
+        if (!(e->flags & QENTRY_DEAD)) fn(q, e, (e->flags & QENTRY_REDELIVERED) != 0, ctx);
     }
 }
 
@@ -272,9 +327,10 @@ static consumer_t *queue_next_consumer(queue_t *q) {
 static void queue_dispatch(queue_t *q) {
     qentry_t e;
     consumer_t *c;
+    uint64_t expires;
     while (q->count > 0 && (c = queue_next_consumer(q)) != NULL) {
-        queue_pop(q, &e);
-        consumer_deliver(c, &e);
+        if (!queue_pop(q, &e, &expires)) break;
+        consumer_deliver(c, &e, expires);
         queue_rotate(q, c);
     }
 }
