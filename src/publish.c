@@ -298,26 +298,29 @@ void publish_on_method(chan_t *ch, const wn_basic_publish_t *m) {
     ch->pub_state = PUB_AWAIT_HEADER;
 }
 
-#define MAX_EXPIRY 4294967295LL /* RabbitMQ's longest timer, in ms */
+#define MAX_EXPIRY 315360000000LL /* RabbitMQ's longest TTL: ten years, in ms */
 
 /* The expiration property: a decimal number of milliseconds, as RabbitMQ
- * parses it (an optional sign, then digits). 0, or -1 with RabbitMQ's reason. */
+ * parses it (an optional sign, then digits). 0, or -1 with RabbitMQ's reason,
+ * which prints the number as Erlang does (any size, no leading zeros). */
 static int publish_check_expiration(wn_bytes_t e, char *why, size_t len) {
     size_t i = 0;
     bool neg = false;
     long long v = 0;
     if (i < e.len && (e.ptr[i] == '-' || e.ptr[i] == '+')) neg = e.ptr[i++] == '-';
     if (i == e.len) goto no_integer;
-    for (; i < e.len; i++) {
-        if (e.ptr[i] < '0' || e.ptr[i] > '9') goto no_integer;
-        if (v <= MAX_EXPIRY) v = v * 10 + (e.ptr[i] - '0');
+    for (size_t j = i; j < e.len; j++) {
+        if (e.ptr[j] < '0' || e.ptr[j] > '9') goto no_integer;
+        if (v <= MAX_EXPIRY) v = v * 10 + (e.ptr[j] - '0');
     }
+    while (i + 1 < e.len && e.ptr[i] == '0')
+        i++;
     if (neg && v != 0) {
-        snprintf(why, len, "{value_negative,-%lld}", v);
+        snprintf(why, len, "{value_negative,-%.*s}", (int)(e.len - i), (const char *)e.ptr + i);
         return -1;
     }
     if (v > MAX_EXPIRY) {
-        snprintf(why, len, "{value_too_large,%lld}", v);
+        snprintf(why, len, "{value_too_large,%.*s}", (int)(e.len - i), (const char *)e.ptr + i);
         return -1;
     }
     return 0;
@@ -339,7 +342,7 @@ static bool publish_check_props(chan_t *ch, const wn_basic_props_t *p) {
         return false;
     }
     if (p->flags & WN_BASIC_EXPIRATION_FLAG) {
-        char why[64];
+        char why[300];
         if (publish_check_expiration(p->expiration, why, sizeof why) < 0) {
             chan_error(ch, WN_PRECONDITION_FAILED, WN_BASIC_PUBLISH,
                        "invalid expiration '%.*s': %s", (int)p->expiration.len,
