@@ -188,23 +188,32 @@ static void track(queue_t *q, expiry_t *x, uint32_t i, uint64_t at) {
     arm(x, at);
 }
 
-void expiry_pushed(queue_t *q, uint32_t i, const message_t *m) {
+uint64_t expiry_of(const queue_t *q, uint64_t since, bool has_msg_ttl, uint64_t msg_ms,
+                   bool *early) {
+    int64_t ttl = q->expiry ? q->expiry->msg_ttl : -1;
+    uint64_t at = ttl >= 0 ? since + (uint64_t)ttl : EXPIRY_NEVER;
+    *early = has_msg_ttl && since + msg_ms < at;
+    return *early ? since + msg_ms : at;
+}
+
+void expiry_restore(queue_t *q, uint32_t i, uint64_t at, bool early) {
     expiry_t *x = q->expiry;
-    uint64_t msg_ms;
-    bool has_msg_ttl = m && message_expiration(m, &msg_ms);
-    if (!has_msg_ttl && (!x || x->msg_ttl < 0)) {
-        if (x && x->at) x->at[queue_slot(q, i)] = EXPIRY_NEVER;
-        return;
-    }
+    if (at == EXPIRY_NEVER && (!x || !x->at)) return;
     if (!x) x = expiry_get(q);
     if (!x || !expiry_array(q, x)) return;
-    uint64_t now = expiry_now_ms();
-    uint64_t at = x->msg_ttl >= 0 ? now + (uint64_t)x->msg_ttl : EXPIRY_NEVER;
-    if (has_msg_ttl && now + msg_ms < at) {
-        at = now + msg_ms;
-        queue_at(q, i)->flags |= QENTRY_EARLY;
-    }
+    if (early) queue_at(q, i)->flags |= QENTRY_EARLY;
     track(q, x, i, at);
+}
+
+void expiry_pushed(queue_t *q, uint32_t i, const message_t *m) {
+    uint64_t msg_ms = 0;
+    bool has_msg_ttl = m && message_expiration(m, &msg_ms), early;
+    if (!has_msg_ttl && (!q->expiry || q->expiry->msg_ttl < 0)) {
+        if (q->expiry && q->expiry->at) q->expiry->at[queue_slot(q, i)] = EXPIRY_NEVER;
+        return;
+    }
+    uint64_t at = expiry_of(q, expiry_now_ms(), has_msg_ttl, msg_ms, &early);
+    expiry_restore(q, i, at, early);
 }
 
 void expiry_requeued(queue_t *q, uint32_t i, uint64_t at) {

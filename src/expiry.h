@@ -66,6 +66,12 @@ void expiry_grow_commit(queue_t *q, uint64_t *at);
 /* Entry i (from the head) was just pushed with message m (NULL: a cold
  * entry from the journal). */
 void expiry_pushed(queue_t *q, uint32_t i, const message_t *m);
+/* When a message that entered q at `since` (ms) expires; *early if its own
+ * expiration decides (it may expire before entries ahead of it). */
+uint64_t expiry_of(const queue_t *q, uint64_t since, bool has_msg_ttl, uint64_t msg_ms,
+                   bool *early);
+/* Entry i (recovered from the journal) expires at `at`. */
+void expiry_restore(queue_t *q, uint32_t i, uint64_t at, bool early);
 /* Entry i was just put back with the expiry time it had. */
 void expiry_requeued(queue_t *q, uint32_t i, uint64_t at);
 /* When the head entry expires. */

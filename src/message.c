@@ -56,9 +56,9 @@ wn_bytes_t message_headers(const message_t *m) {
     return r.err ? (wn_bytes_t){NULL, 0} : headers;
 }
 
-bool message_expiration(const message_t *m, uint64_t *ms) {
+bool message_props_expiration(const uint8_t *props, uint32_t len, uint64_t *ms) {
     wn_reader_t r;
-    wn_reader_init(&r, message_props(m), m->props_len);
+    wn_reader_init(&r, props, len);
     uint16_t flags = wn_get16(&r);
     if (!(flags & WN_BASIC_EXPIRATION_FLAG)) return false;
     for (uint16_t more = flags; (more & 1) && !r.err;)
@@ -78,4 +78,8 @@ bool message_expiration(const message_t *m, uint64_t *ms) {
         if (e.ptr[i] >= '0' && e.ptr[i] <= '9') v = v * 10 + (uint64_t)(e.ptr[i] - '0');
     *ms = v;
     return true;
+}
+
+bool message_expiration(const message_t *m, uint64_t *ms) {
+    return message_props_expiration(message_props(m), m->props_len, ms);
 }

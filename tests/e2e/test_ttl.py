@@ -7,7 +7,8 @@
 - A requeued message keeps its original expiry.
 - TTL 0: delivered to a consumer waiting for it, otherwise gone at once.
 - 10,000 messages with random expirations in one queue all go on time.
-- Persistent messages in a durable TTL queue still expire after a restart.
+- Persistent messages with a TTL still expire after kill -9, at their
+  original time.
 - x-expires: an unused queue is deleted; consumers and basic.get keep it.
 - Declare-argument errors are RabbitMQ's (406 and its texts).
 Run with Debian's python3 (pika).
@@ -151,15 +152,24 @@ def test_restart(b):
     c = conn(b)
     ch = c.channel()
     ch.confirm_delivery()
-    ch.queue_declare("t.dur", durable=True, arguments={"x-message-ttl": 1000})
+    ch.queue_declare("t.dur", durable=True, arguments={"x-message-ttl": 1500})
+    ch.queue_declare("t.dur2", durable=True)
     ch.basic_publish("", "t.dur", b"p", pika.BasicProperties(delivery_mode=2))
+    ch.basic_publish("", "t.dur2", b"keep", pika.BasicProperties(delivery_mode=2))
+    ch.basic_publish("", "t.dur2", b"p", pika.BasicProperties(delivery_mode=2, expiration="1500"))
     c.close()
+    time.sleep(1.0)
+    t0 = time.monotonic()
     status = b.restart(signal.SIGKILL)
     tap.ok(status is not None, "the broker restarts after kill -9")
     c = conn(b)
     ch = c.channel()
-    tap.ok(count(ch, "t.dur") == 1, "the persistent message is back")
-    tap.ok(wait_count(ch, "t.dur", 0, 3), "and still expires")
+    tap.ok(count(ch, "t.dur") == 1 and count(ch, "t.dur2") == 2,
+           "the persistent messages are back")
+    tap.ok(wait_count(ch, "t.dur", 0, 3) and wait_count(ch, "t.dur2", 1, 3),
+           "and still expire, x-message-ttl and expiration alike")
+    took = time.monotonic() - t0
+    tap.ok(took < 1.2, "at their original time, not a full TTL after the restart (%.2f s)" % took)
     c.close()
 
 
