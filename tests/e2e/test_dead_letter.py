@@ -13,6 +13,8 @@
   deletion and x-expires (no dead-lettering), as in RabbitMQ.
 - Transactions: a nack without requeue dead-letters at commit, not before,
   and not after a rollback.
+- Messages whose bodies are on disk only (past 1,024 in a durable queue)
+  are read back and dead-lettered when they expire.
 - A persistent message dead-lettered into a durable queue survives kill -9.
 - kill -9 while messages are being rejected and expiring into a durable
   dead-letter queue, several times: every confirmed message is afterwards in
@@ -248,6 +250,36 @@ def test_durable(b):
     c.close()
 
 
+def test_cold(c):
+    """Past 1,024 messages a durable queue keeps bodies on disk only: expired
+    ones are read back to be dead-lettered, from the head and from the middle."""
+    ch = c.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("d.cold.dlq", durable=True)
+    dl = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "d.cold.dlq"}
+    ch.queue_declare("d.cold.ttl", durable=True, arguments=dict(dl, **{"x-message-ttl": 1000}))
+    ch.queue_declare("d.cold.exp", durable=True, arguments=dl)
+    n = 1500
+    ch = c.channel()  # no confirms: all of them in well under the TTL
+    for i in range(n):
+        ch.basic_publish("", "d.cold.ttl", b"t%d" % i, pika.BasicProperties(delivery_mode=2))
+        ch.basic_publish("", "d.cold.exp", b"e%d" % i,
+                         pika.BasicProperties(delivery_mode=2, expiration="1000"))
+    tap.ok(count(ch, "d.cold.ttl") == n and count(ch, "d.cold.exp") == n,
+           "%d messages in each queue before they expire" % n)
+    ok = wait_count(ch, "d.cold.dlq", 2 * n, 10)
+    bodies = set()
+    while True:
+        m, _, body = ch.basic_get("d.cold.dlq", auto_ack=True)
+        if m is None:
+            break
+        bodies.add(body)
+    want = {b"t%d" % i for i in range(n)} | {b"e%d" % i for i in range(n)}
+    tap.ok(ok and bodies == want and count(ch, "d.cold.ttl") == 0 and count(ch, "d.cold.exp") == 0,
+           "%d persistent messages in durable TTL queues, most of them on disk only, are all "
+           "dead-lettered with their bodies (%d)" % (2 * n, len(bodies)))
+
+
 # ---- kill -9 while dead-lettering ------------------------------------------------
 
 def crash_publisher(b, ids, stop):
@@ -345,7 +377,7 @@ def main():
         return tap.done()
     c = conn(b)
     for t in (test_reject, test_nack_multiple, test_expired, test_cc_bcc, test_repeat,
-              test_drops, test_tx):
+              test_drops, test_tx, test_cold):
         t(c)
     c.close()
     if not b.external:
