@@ -129,7 +129,40 @@ static void heap_swap(expiry_item_t *h, uint32_t a, uint32_t b) {
     h[b] = t;
 }
 
-static bool heap_push(expiry_t *x, uint64_t at, uint64_t seq) {
+static void heap_sift_down(expiry_item_t *h, uint32_t n, uint32_t i) {
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].at < h[m].at) m = l;
+        if (r < n && h[r].at < h[m].at) m = r;
+        if (m == i) return;
+        heap_swap(h, i, m);
+        i = m;
+    }
+}
+
+/* An item is stale once its message left the ring (delivered, expired) or
+ * came back with another time. */
+static bool heap_item_live(const queue_t *q, const expiry_item_t *it) {
+    int64_t i = queue_find_seq(q, it->seq);
+    return i >= 0 && !(queue_at(q, (uint32_t)i)->flags & QENTRY_DEAD) &&
+           q->expiry->at[queue_slot(q, (uint32_t)i)] == it->at;
+}
+
+/* Drop stale items. Messages that are consumed long before they would
+ * expire (RPC replies with an expiration) leave one each; pruning whenever
+ * there are twice as many items as ready messages keeps the heap in
+ * proportion to the queue, at O(log n) per push amortised. */
+static void heap_prune(const queue_t *q, expiry_t *x) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < x->nheap; i++)
+        if (heap_item_live(q, &x->heap[i])) x->heap[n++] = x->heap[i];
+    x->nheap = n;
+    for (uint32_t i = n / 2; i-- > 0;)
+        heap_sift_down(x->heap, n, i);
+}
+
+static bool heap_push(const queue_t *q, expiry_t *x, uint64_t at, uint64_t seq) {
+    if (x->nheap >= 2 * (uint64_t)q->count + 1024) heap_prune(q, x);
     if (x->nheap == x->heap_cap) {
         uint32_t cap = x->heap_cap ? x->heap_cap * 2 : 16;
         expiry_item_t *h = realloc(x->heap, (size_t)cap * sizeof *h);
@@ -147,17 +180,9 @@ static bool heap_push(expiry_t *x, uint64_t at, uint64_t seq) {
 }
 
 static void heap_pop(expiry_t *x) {
-    expiry_item_t *h = x->heap;
-    uint32_t i = 0, n = --x->nheap;
-    h[0] = h[n];
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && h[l].at < h[m].at) m = l;
-        if (r < n && h[r].at < h[m].at) m = r;
-        if (m == i) break;
-        heap_swap(h, i, m);
-        i = m;
-    }
+    uint32_t n = --x->nheap;
+    x->heap[0] = x->heap[n];
+    heap_sift_down(x->heap, n, 0);
     if (n == 0 && x->heap_cap > 1024) { /* give a burst's memory back */
         free(x->heap);
         x->heap = NULL;
@@ -183,7 +208,7 @@ static void track(queue_t *q, expiry_t *x, uint32_t i, uint64_t at) {
     qentry_t *e = queue_at(q, i);
     x->at[queue_slot(q, i)] = at;
     if (at == EXPIRY_NEVER) return;
-    if ((e->flags & QENTRY_EARLY) && !heap_push(x, at, e->seq))
+    if ((e->flags & QENTRY_EARLY) && !heap_push(q, x, at, e->seq))
         log_error("queue '%s': out of memory tracking an expiring message", q->name);
     arm(x, at);
 }
@@ -244,10 +269,9 @@ static void expire_heap(queue_t *q, expiry_t *x, uint64_t now) {
     while (x->nheap && x->heap[0].at <= now && !q->deleted) {
         expiry_item_t it = x->heap[0];
         heap_pop(x);
-        int64_t i = queue_find_seq(q, it.seq);
-        /* Gone (delivered, expired) or put back with another time: stale. */
-        if (i < 0 || x->at[queue_slot(q, (uint32_t)i)] != it.at) continue;
-        if (queue_take_at(q, (uint32_t)i, &e)) dead_letter(q, &e, DL_EXPIRED);
+        if (!heap_item_live(q, &it)) continue;
+        if (queue_take_at(q, (uint32_t)queue_find_seq(q, it.seq), &e))
+            dead_letter(q, &e, DL_EXPIRED);
     }
 }
 
