@@ -242,6 +242,7 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
             chan_error(ch, WN_NOT_FOUND, id, "no queue '%.*s' in vhost '%s'", NAMEF(name),
                        vh_name(ch));
         if (!q || !chan_check_exclusive(ch, q, id)) return;
+        expiry_touch(q); /* a passive declaration counts as use too, as in RabbitMQ */
         remember_queue(ch, q);
         send_declare_ok(ch, q, m->no_wait);
         return;
