@@ -44,7 +44,8 @@ typedef struct broker {
 
     struct queue *dispatch_list;    /* queues to dispatch before the loop sleeps */
     route_result_t route_result;    /* reused by every publish */
-    route_result_t dl_route_result; /* reused by every dead-lettering */
+    route_result_t dl_route_result; /* reused by every dead-lettering... */
+    bool dl_routing;                /* ...and in use */
     uint64_t route_mark;
 
     definitions_t defs;           /* durable exchanges, queues, bindings on disk */

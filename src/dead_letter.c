@@ -363,8 +363,13 @@ static void dl_publish(queue_t *q, const message_t *m, wn_bytes_t dlx, dl_reason
                   q->name, q->vhost->name);
         return;
     }
-    route_result_t *r = &broker.dl_route_result;
+    /* A push may dead-letter in turn (a length limit): the inner one routes
+     * into a result of its own. */
+    route_result_t local = {0};
+    bool outer = !broker.dl_routing;
+    route_result_t *r = outer ? &broker.dl_route_result : &local;
     route_msg_t rm = {rk, message_headers(dm), message_bcc(dm)};
+    broker.dl_routing = true;
     exchange_route(x, &rm, r);
     uint32_t n = drop_cycles(dm, r->queues, r->n);
     bool journaled = false;
@@ -372,6 +377,8 @@ static void dl_publish(queue_t *q, const message_t *m, wn_bytes_t dlx, dl_reason
         log_error("queue '%s' in vhost '%s': a dead-lettered message could not be kept by every "
                   "queue it was routed to",
                   q->name, q->vhost->name);
+    if (outer) broker.dl_routing = false;
+    route_result_free(&local);
     message_unref(dm);
 }
 
