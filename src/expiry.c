@@ -116,6 +116,11 @@ static uint64_t *expiry_array(queue_t *q, expiry_t *x) {
     return x->at;
 }
 
+void expiry_moved(queue_t *q, uint32_t from, uint32_t to) {
+    expiry_t *x = q->expiry;
+    if (x && x->at) x->at[queue_slot(q, to)] = x->at[queue_slot(q, from)];
+}
+
 uint64_t expiry_head(const queue_t *q) {
     const expiry_t *x = q->expiry;
     return x && x->at && q->count ? x->at[queue_slot(q, 0)] : EXPIRY_NEVER;

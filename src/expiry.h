@@ -74,6 +74,8 @@ uint64_t expiry_of(const queue_t *q, uint64_t since, bool has_msg_ttl, uint64_t 
 void expiry_restore(queue_t *q, uint32_t i, uint64_t at, bool early);
 /* Entry i was just put back with the expiry time it had. */
 void expiry_requeued(queue_t *q, uint32_t i, uint64_t at);
+/* Entry `from` moved to position `to` (the ring squeezed out dead slots). */
+void expiry_moved(queue_t *q, uint32_t from, uint32_t to);
 /* When the head entry expires. */
 uint64_t expiry_head(const queue_t *q);
 /* Has a message expiring at `at` expired? (A TTL of 0 lets a message go to a

@@ -211,6 +211,23 @@ bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires) {
     return true;
 }
 
+/* Squeeze the dead slots out, keeping the order: messages expiring behind a
+ * head that stays would otherwise leave the ring growing. */
+static void queue_squeeze(queue_t *q) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < q->count; i++) {
+        qentry_t *e = ring_at(q, i);
+        if (e->flags & QENTRY_DEAD) continue;
+        if (n != i) {
+            *ring_at(q, n) = *e;
+            expiry_moved(q, i, n);
+        }
+        n++;
+    }
+    q->count = n;
+    q->ndead = 0;
+}
+
 /* A dead slot keeps its seq (the ring stays ordered) and nothing else. */
 bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out) {
     qentry_t *e = ring_at(q, i);
@@ -224,7 +241,7 @@ bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out) {
     *out = *e;
     hot_add(q, e, -1);
     *e = (qentry_t){.seq = e->seq, .flags = QENTRY_DEAD};
-    q->ndead++;
+    if (++q->ndead > 1024 && q->ndead > q->count / 2) queue_squeeze(q);
     return true;
 }
 

@@ -87,6 +87,23 @@ def test_middle(c):
            "the others stay, in order")
 
 
+def test_interleaved(c):
+    ch = c.channel()
+    ch.queue_declare("t.mix")
+    for i in range(4000):
+        props = pika.BasicProperties(expiration="100") if i % 2 else None
+        ch.basic_publish("", "t.mix", b"%d" % i, props)
+    tap.ok(wait_count(ch, "t.mix", 2000, 3),
+           "2,000 of 4,000 messages, every other one, expire from the middle")
+    got = drain(ch, "t.mix")
+    tap.ok(got == [b"%d" % i for i in range(0, 4000, 2)], "the others stay, in order")
+    for i in range(3000):  # the ring is squeezed again and again behind a head that stays
+        ch.basic_publish("", "t.mix", b"%d" % i,
+                         pika.BasicProperties(expiration="50") if i else None)
+    tap.ok(wait_count(ch, "t.mix", 1, 3) and drain(ch, "t.mix") == [b"0"],
+           "2,999 expire behind one that stays")
+
+
 def test_lower_wins(c):
     ch = c.channel()
     ch.queue_declare("t.low1", arguments={"x-message-ttl": 10000})
@@ -252,7 +269,7 @@ def main():
     if not b.start():
         return tap.done()
     c = conn(b)
-    for t in (test_queue_ttl, test_middle, test_lower_wins, test_requeue_keeps_expiry,
+    for t in (test_queue_ttl, test_middle, test_interleaved, test_lower_wins, test_requeue_keeps_expiry,
               test_ttl_zero, test_many, test_expires, test_arg_errors):
         t(c)
     c.close()
