@@ -24,6 +24,8 @@ bool expiry_passed(uint64_t at) {
     return at != EXPIRY_NEVER && at < expiry_now_ms();
 }
 
+#define EXPIRY_BATCH 10000 /* messages expired per timer callback at most */
+
 static void on_ttl_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -259,24 +261,29 @@ void expiry_requeued(queue_t *q, uint32_t i, uint64_t at) {
 /* ---- expiring -------------------------------------------------------------------- */
 
 /* Dead-letter the head while it has expired (dead slots just go). */
-static void expire_head(queue_t *q, expiry_t *x, uint64_t now) {
+static void expire_head(queue_t *q, expiry_t *x, uint64_t now, uint32_t *budget) {
     qentry_t e;
-    while (q->count && !q->deleted) {
+    while (q->count && !q->deleted && *budget) {
         bool dead = queue_at(q, 0)->flags & QENTRY_DEAD;
         if (!dead && x->at[queue_slot(q, 0)] > now) break;
-        if (queue_take_at(q, 0, &e)) dead_letter(q, &e, DL_EXPIRED);
+        if (queue_take_at(q, 0, &e)) {
+            dead_letter(q, &e, DL_EXPIRED);
+            --*budget;
+        }
     }
 }
 
 /* Dead-letter the heap's entries whose time has come, wherever they are. */
-static void expire_heap(queue_t *q, expiry_t *x, uint64_t now) {
+static void expire_heap(queue_t *q, expiry_t *x, uint64_t now, uint32_t *budget) {
     qentry_t e;
-    while (x->nheap && x->heap[0].at <= now && !q->deleted) {
+    while (x->nheap && x->heap[0].at <= now && !q->deleted && *budget) {
         expiry_item_t it = x->heap[0];
         heap_pop(x);
         if (!heap_item_live(q, &it)) continue;
-        if (queue_take_at(q, (uint32_t)queue_find_seq(q, it.seq), &e))
+        if (queue_take_at(q, (uint32_t)queue_find_seq(q, it.seq), &e)) {
             dead_letter(q, &e, DL_EXPIRED);
+            --*budget;
+        }
     }
 }
 
@@ -300,8 +307,11 @@ static void on_ttl_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     x->armed_at = EXPIRY_NEVER;
     if (q->deleted || !x->at) return;
     queue_ref(q);
-    expire_head(q, x, now);
-    expire_heap(q, x, now);
+    /* A bounded batch per timer: a million messages expiring at once must
+     * not keep the loop from its sockets; the rest go in the next rounds. */
+    uint32_t budget = EXPIRY_BATCH;
+    expire_head(q, x, now, &budget);
+    expire_heap(q, x, now, &budget);
     if (!q->deleted) {
         uint64_t at = next_due(q, x);
         if (at != EXPIRY_NEVER) arm(x, at <= now ? now + 1 : at);
