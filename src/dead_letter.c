@@ -173,15 +173,27 @@ static void put_new_death(wn_writer_t *w, const death_t *d, bool sorted) {
     wn_table_end(w, mark);
 }
 
-/* An earlier entry for the same {queue, reason}: count + 1, fields sorted. */
-static bool put_repeated_death(wn_writer_t *w, wn_bytes_t table) {
+/* An earlier entry of the x-death array. */
+typedef struct death_ref {
+    wn_bytes_t raw;   /* the element as it was: tag and payload */
+    wn_bytes_t table; /* its table body (empty for an element that is not a table) */
+    int64_t count;    /* RabbitMQ's grouping adds count = duplicates if it had none; else 0 */
+} death_ref_t;
+
+static void put_count(wn_writer_t *w, int64_t n) {
+    put_u64(w, "count", WN_FIELD_I64, (uint64_t)n);
+}
+
+/* The entry for the same {queue, reason} as this death: count + 1 (after
+ * grouping's count, if it added one), fields sorted. */
+static bool put_repeated_death(wn_writer_t *w, const death_ref_t *r) {
     fields_t fs = {0};
     uint8_t count[9] = {WN_FIELD_I64};
     wn_value_t v;
-    int64_t n = 0;
-    if (wn_table_get(table, "count", &v) && !wn_value_as_int(&v, &n)) n = 0;
+    int64_t n = r->count;
+    if (wn_table_get(r->table, "count", &v) && !wn_value_as_int(&v, &n)) n = 0;
     wn_store64(count + 1, (uint64_t)(n + 1));
-    bool ok = fields_read(&fs, table);
+    bool ok = fields_read(&fs, r->table);
     if (ok && !fields_find(&fs, "count"))
         ok = fields_add(&fs, WN_BYTES_LIT("count"), wn_bytes(count, 9));
     if (ok) {
@@ -195,14 +207,86 @@ static bool put_repeated_death(wn_writer_t *w, wn_bytes_t table) {
     return ok;
 }
 
+/* Another entry: as it was, or with the count grouping gave it. */
+static void put_other_death(wn_writer_t *w, const death_ref_t *r) {
+    if (!r->count) {
+        wn_put_raw(w, r->raw.ptr, r->raw.len);
+        return;
+    }
+    size_t mark = wn_table_begin_nested(w, NULL, WN_FIELD_TABLE);
+    put_count(w, r->count);
+    wn_put_raw(w, r->table.ptr, r->table.len);
+    wn_table_end(w, mark);
+}
+
 static bool str_field_is(wn_bytes_t table, const char *key, wn_bytes_t want) {
     wn_value_t v;
     return wn_table_get(table, key, &v) &&
            (v.type == WN_FIELD_LONGSTR || v.type == WN_FIELD_BYTES) && wn_bytes_eq(v.v.bytes, want);
 }
 
+/* Do two entries have the same queue and reason (both absent counts too)? */
+static bool same_key(wn_bytes_t a, wn_bytes_t b) {
+    static const char *const keys[] = {"queue", "reason"};
+    for (int i = 0; i < 2; i++) {
+        wn_value_t va, vb;
+        bool ha = wn_table_get(a, keys[i], &va), hb = wn_table_get(b, keys[i], &vb);
+        if (ha != hb || (ha && !wn_value_equal(&va, &vb))) return false;
+    }
+    return true;
+}
+
+/* The elements of an x-death array. */
+static size_t read_deaths(wn_bytes_t array, death_ref_t **out) {
+    wn_table_iter_t it;
+    wn_value_t v;
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    wn_array_iter_init(&it, array);
+    for (const uint8_t *at = it.r.p; wn_array_next(&it, &v); at = it.r.p) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            death_ref_t *p = realloc(*out, cap * sizeof *p);
+            if (!p) return SIZE_MAX;
+            *out = p;
+        }
+        (*out)[n++] =
+            (death_ref_t){wn_bytes(at, (size_t)(it.r.p - at)),
+                          v.type == WN_FIELD_TABLE ? v.v.bytes : (wn_bytes_t){NULL, 0}, 0};
+    }
+    return n;
+}
+
+/* RabbitMQ's group_by_queue_and_reason, for two entries or more: one per
+ * {queue, reason} (the first), given count = how many there were if it had
+ * no count, in reverse order of first appearance. Elements that are not
+ * tables are left out (RabbitMQ's queue would crash on them). */
+static size_t group_deaths(death_ref_t *d, size_t n) {
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].raw.ptr[0] != WN_FIELD_TABLE) continue;
+        bool seen = false;
+        int64_t dups = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (d[j].raw.ptr[0] != WN_FIELD_TABLE || !same_key(d[i].table, d[j].table)) continue;
+            seen |= j < i;
+            dups++;
+        }
+        if (seen) continue;
+        wn_value_t c;
+        d[i].count = wn_table_get(d[i].table, "count", &c) ? 0 : dups;
+        d[kept++] = d[i];
+    }
+    for (size_t i = 0; i < kept / 2; i++) { /* a fold that prepends */
+        death_ref_t t = d[i];
+        d[i] = d[kept - 1 - i];
+        d[kept - 1 - i] = t;
+    }
+    return kept;
+}
+
 /* The new x-death array (tag, length, elements): this death first, then the
- * other entries as they were. */
+ * others, after RabbitMQ's update_x_death_header. */
 static bool put_xdeath(wn_writer_t *w, const death_t *d, const wn_value_t *old) {
     wn_put8(w, WN_FIELD_ARRAY);
     size_t mark = wn_table_begin(w);
@@ -211,23 +295,25 @@ static bool put_xdeath(wn_writer_t *w, const death_t *d, const wn_value_t *old) 
         wn_table_end(w, mark);
         return true;
     }
-    wn_table_iter_t it;
-    wn_value_t v;
-    const uint8_t *match = NULL, *at;
-    wn_array_iter_init(&it, old->v.bytes);
-    for (at = it.r.p; !match && wn_array_next(&it, &v); at = it.r.p)
-        if (v.type == WN_FIELD_TABLE && str_field_is(v.v.bytes, "queue", d->queue) &&
-            str_field_is(v.v.bytes, "reason", d->reason)) {
-            match = at;
-            if (!put_repeated_death(w, v.v.bytes)) return false;
-        }
-    if (!match) put_new_death(w, d, true);
-    /* The others, in their order, byte for byte. */
-    wn_array_iter_init(&it, old->v.bytes);
-    for (at = it.r.p; wn_array_next(&it, &v); at = it.r.p)
-        if (at != match) wn_put_raw(w, at, (size_t)(it.r.p - at));
+    death_ref_t *refs;
+    size_t n = read_deaths(old->v.bytes, &refs), match = SIZE_MAX;
+    if (n == SIZE_MAX) {
+        free(refs);
+        return false;
+    }
+    if (n > 1) n = group_deaths(refs, n);
+    for (size_t i = 0; i < n && match == SIZE_MAX; i++)
+        if (refs[i].raw.ptr[0] == WN_FIELD_TABLE &&
+            str_field_is(refs[i].table, "queue", d->queue) &&
+            str_field_is(refs[i].table, "reason", d->reason))
+            match = i;
+    bool ok =
+        match == SIZE_MAX ? (put_new_death(w, d, true), true) : put_repeated_death(w, &refs[match]);
+    for (size_t i = 0; i < n && ok; i++)
+        if (i != match) put_other_death(w, &refs[i]);
+    free(refs);
     wn_table_end(w, mark);
-    return true;
+    return ok;
 }
 
 /* ---- the new properties ----------------------------------------------------------- */

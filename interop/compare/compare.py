@@ -846,6 +846,45 @@ def _decode_headers():
     return props.headers
 
 
+@scenario("dead-letter: x-death headers that clients wrote: grouping, missing counts, order")
+def _(r):
+    import datetime
+    ch = r.channel(r.connect())
+    dlq = r.queue(ch, "dlq")
+    src = r.queue(ch, "src", arguments={"x-dead-letter-exchange": "",
+                                        "x-dead-letter-routing-key": dlq})
+    t = datetime.datetime(2024, 1, 1)
+
+    def death(q, reason, count=None, **extra):
+        d = {"reason": reason, "queue": q, "time": t, "exchange": "", "routing-keys": [q]}
+        if count is not None:
+            d["count"] = count
+        d.update(extra)
+        return d
+    cases = [
+        [death("a", "expired", 1), death("b", "rejected", 2), death("c", "expired", 1)],
+        [death("a", "expired", 1), death(src, "rejected", 2, zzz=1, aaa="x"),
+         death("c", "expired", 1)],
+        [death("a", "expired", 1), death("a", "expired", 2), death("c", "expired", 1)],
+        [death(src, "rejected", 5), death(src, "rejected", 1)],
+        [{"queue": "a", "reason": "expired"}, {"queue": "a", "reason": "expired", "x": 1},
+         {"queue": "b", "reason": "expired"}],
+        [{"queue": src, "reason": "rejected"}, {"queue": src, "reason": "rejected"}, {"queue": "b"}],
+        [{"reason": "rejected"}, {"reason": "rejected"}, {}],
+        [{"queue": src, "reason": "rejected"}],
+        [],
+        "not an array",
+    ]
+    ch.confirm_delivery()
+    for i, xd in enumerate(cases):
+        ch.basic_publish("", src, b"%d" % i, pika.BasicProperties(
+            headers={"x-death": xd, "x-first-death-queue": "client"}))
+        m = ch.basic_get(src)[0]
+        ch.basic_reject(m.delivery_tag, requeue=False)
+        wait_count(ch, dlq, 1)
+        dl_get(r, ch, dlq, "case %d" % i)
+
+
 @scenario("dead-letter: expired cycles are dropped, missing exchange drops, a reject keeps it going")
 def _(r):
     ch = r.channel(r.connect())
