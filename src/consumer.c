@@ -385,7 +385,7 @@ void consumer_on_get(chan_t *ch, const wn_basic_get_t *m) {
 
     if (!q || !chan_check_exclusive(ch, q, WN_BASIC_GET)) return;
     expiry_touch(q);
-    if (!queue_pop(q, &e, &expires)) {
+    if (!queue_pop(q, &e, &expires, true)) {
         wn_method_t empty = {.id = WN_BASIC_GET_EMPTY};
         chan_send_method(ch, &empty);
         return;

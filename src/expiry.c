@@ -20,8 +20,9 @@ uint64_t expiry_now_ms(void) {
     return (uint64_t)(ev_now(broker.loop) * 1000.0);
 }
 
-bool expiry_passed(uint64_t at) {
-    return at != EXPIRY_NEVER && at < expiry_now_ms();
+bool expiry_passed(uint64_t at, bool get) {
+    uint64_t now = expiry_now_ms();
+    return at != EXPIRY_NEVER && (get ? at <= now : at < now);
 }
 
 #define EXPIRY_BATCH 10000 /* messages expired per timer callback at most */

@@ -78,8 +78,9 @@ void expiry_requeued(queue_t *q, uint32_t i, uint64_t at);
 void expiry_moved(queue_t *q, uint32_t from, uint32_t to);
 /* When the head entry expires. */
 uint64_t expiry_head(const queue_t *q);
-/* Has a message expiring at `at` expired? (A TTL of 0 lets a message go to a
- * consumer waiting in the same loop iteration, as RabbitMQ does.) */
-bool expiry_passed(uint64_t at);
+/* Has a message expiring at `at` expired? Dispatch may still hand it to a
+ * consumer in the millisecond it expires (TTL 0 for a consumer that was
+ * waiting, as in RabbitMQ); basic.get (get) may not. */
+bool expiry_passed(uint64_t at, bool get);
 
 #endif

@@ -190,7 +190,7 @@ static bool queue_pop_raw(queue_t *q, qentry_t *out) {
     return true;
 }
 
-bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires) {
+bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires, bool get) {
     uint64_t at;
     for (;;) {
         at = expiry_head(q);
@@ -199,7 +199,7 @@ bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires) {
             q->ndead--;
             continue;
         }
-        if (expiry_passed(at)) { /* its timer has not run yet */
+        if (expiry_passed(at, get)) { /* its timer has not run yet */
             dead_letter(q, out, DL_EXPIRED);
             continue;
         }
@@ -346,7 +346,7 @@ static void queue_dispatch(queue_t *q) {
     consumer_t *c;
     uint64_t expires;
     while (q->count > 0 && (c = queue_next_consumer(q)) != NULL) {
-        if (!queue_pop(q, &e, &expires)) break;
+        if (!queue_pop(q, &e, &expires, false)) break;
         consumer_deliver(c, &e, expires);
         queue_rotate(q, c);
     }

@@ -120,8 +120,9 @@ bool queue_push(queue_t *q, message_t *m, const qentry_t *at);
 /* Back in its place, redelivered, expiring when it would have (expiry.h). */
 void queue_requeue(queue_t *q, const qentry_t *e, uint64_t expires);
 /* Take the head, its message in memory (read back from the journal if need be);
- * expired messages on the way are dead-lettered. *expires: when it expires. */
-bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires);
+ * expired messages on the way are dead-lettered. *expires: when it expires.
+ * get: for basic.get, which a TTL of 0 never reaches (expiry.h). */
+bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires, bool get);
 /* Take the i-th entry (leaving a dead slot unless it is the head); false if
  * that slot was already dead. */
 bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out);

@@ -144,6 +144,8 @@ def test_ttl_zero(c):
     ch.basic_publish("", "t.zero", b"nobody")
     time.sleep(0.1)
     tap.ok(count(ch, "t.zero") == 0, "TTL 0 with no consumer: gone at once")
+    ch.basic_publish("", "t.zero", b"get")
+    tap.ok(ch.basic_get("t.zero")[0] is None, "basic.get right after the publish: empty")
     got = []
     ch.basic_consume("t.zero", lambda c_, m, p, body: got.append(body), auto_ack=True)
     ch.basic_publish("", "t.zero", b"waiting")
