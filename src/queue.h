@@ -45,6 +45,10 @@ typedef struct qentry {
     uint32_t flags;
 } qentry_t;
 
+/* Memory per queued message is a headline figure: expiry times live beside
+ * the ring (expiry.h), not in it. */
+_Static_assert(sizeof(qentry_t) == 32, "a queue entry is 32 bytes");
+
 typedef struct consumer {
     struct chan *ch;
     struct queue *q;
