@@ -175,6 +175,7 @@ def test_restart(b):
     ch.confirm_delivery()
     ch.queue_declare("t.dur", durable=True, arguments={"x-message-ttl": 1500})
     ch.queue_declare("t.dur2", durable=True)
+    ch.queue_declare("t.idle.dur", durable=True, arguments={"x-expires": 2500})
     ch.basic_publish("", "t.dur", b"p", pika.BasicProperties(delivery_mode=2))
     ch.basic_publish("", "t.dur2", b"keep", pika.BasicProperties(delivery_mode=2))
     ch.basic_publish("", "t.dur2", b"p", pika.BasicProperties(delivery_mode=2, expiration="1500"))
@@ -191,6 +192,9 @@ def test_restart(b):
            "and still expire, x-message-ttl and expiration alike")
     took = time.monotonic() - t0
     tap.ok(took < 1.2, "at their original time, not a full TTL after the restart (%.2f s)" % took)
+    tap.ok(exists(c, "t.idle.dur"), "a durable queue with x-expires is back after the restart")
+    time.sleep(3.0)  # x-expires counts again from that passive declaration
+    tap.ok(not exists(c, "t.idle.dur"), "and is deleted once unused for its x-expires")
     c.close()
 
 
