@@ -136,7 +136,7 @@ static const struct {
     {"x-queue-type", CHECK_TYPE},
 };
 
-#define MAX_EXPIRY 4294967295LL /* RabbitMQ's longest timer, in ms */
+#define MAX_EXPIRY 315360000000LL /* RabbitMQ's longest TTL and x-expires: ten years, in ms */
 
 static bool str_is(const wn_value_t *v, const char *s) {
     return v->type == WN_FIELD_LONGSTR && wn_bytes_eq_cstr(v->v.bytes, s);
@@ -197,6 +197,12 @@ int args_check_queue(wn_bytes_t args, const char *what, char *err, size_t errlen
         wn_value_t v;
         char why[160];
         if (!wn_table_get(args, queue_checks[k].key, &v)) continue;
+        /* RabbitMQ checks the type of this one before its validator runs. */
+        if (queue_checks[k].check == CHECK_DLX && v.type != WN_FIELD_LONGSTR) {
+            snprintf(err, errlen, "invalid type '%s' for arg '%s' in %s",
+                     wn_field_type_name(v.type), queue_checks[k].key, what);
+            return -1;
+        }
         queue_arg_error(queue_checks[k].check, &v, args, why, sizeof why);
         if (why[0] == '\0') continue;
         snprintf(err, errlen, "invalid arg '%s' for %s: %s", queue_checks[k].key, what, why);

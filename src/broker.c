@@ -132,6 +132,7 @@ void broker_free(void) {
     if (broker.syncer) syncer_free(broker.syncer);
     definitions_close(&broker.defs);
     route_result_free(&broker.route_result);
+    route_result_free(&broker.dl_route_result);
     free(broker.read_buf);
     message_pool_free(&broker.msg_pool);
     while (broker.nspare_out)

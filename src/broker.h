@@ -48,8 +48,10 @@ typedef struct broker {
     struct conn *flush_list; /* connections with output to write before the loop sleeps */
     ev_prepare flush_watcher;
 
-    struct queue *dispatch_list; /* queues to dispatch before the loop sleeps */
-    route_result_t route_result; /* reused by every publish */
+    struct queue *dispatch_list;    /* queues to dispatch before the loop sleeps */
+    route_result_t route_result;    /* reused by every publish */
+    route_result_t dl_route_result; /* reused by every dead-lettering... */
+    bool dl_routing;                /* ...and in use */
     uint64_t route_mark;
     /* Bumped whenever an exchange, queue or binding comes or goes: lookups and
      * routing results remembered under an older value are stale. */

@@ -8,7 +8,9 @@
 #include "broker.h"
 #include "channel.h"
 #include "connection.h"
+#include "dead_letter.h"
 #include "declare.h"
+#include "expiry.h"
 #include "log.h"
 #include "ring.h"
 #include "store.h"
@@ -133,10 +135,11 @@ static void ack_timer_arm(chan_t *ch, const queue_t *q) {
 }
 
 /* Record a delivery that waits for an ack; takes over the entry's reference. */
-static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, qentry_t *e) {
+static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, qentry_t *e,
+                           uint64_t expires) {
     delivery_t *d = ring_push(ch);
     if (!d) { /* no memory to track it: put it back rather than lose it */
-        queue_requeue(q, e);
+        queue_requeue(q, e, expires);
         return;
     }
     d->tag = tag;
@@ -146,7 +149,8 @@ static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, 
     d->q = q;
     d->consumer = c;
     d->e = *e;
-    d->tx_settled = d->tx_requeue = false;
+    d->expires = expires;
+    d->tx_settled = false;
     queue_ref(q);
     q->unacked++;
     ch->unacked++;
@@ -156,17 +160,17 @@ static void record_unacked(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, 
 /* After a message went out: gone for good (no-ack), or waiting for its ack.
  * The journal hears of either, so that a restart knows. */
 static void consumer_delivered(chan_t *ch, uint64_t tag, queue_t *q, consumer_t *c, qentry_t *e,
-                               bool no_ack) {
+                               uint64_t expires, bool no_ack) {
     if (no_ack) {
         store_ack(q, e);
         message_unref(e->msg);
         return;
     }
     if (!(e->flags & QENTRY_REDELIVERED)) store_delivered(q, e);
-    record_unacked(ch, tag, q, c, e);
+    record_unacked(ch, tag, q, c, e, expires);
 }
 
-void consumer_deliver(consumer_t *c, qentry_t *e) {
+void consumer_deliver(consumer_t *c, qentry_t *e, uint64_t expires) {
     chan_t *ch = c->ch;
     wn_method_t m = {.id = WN_BASIC_DELIVER};
     uint64_t tag = ++ch->next_tag;
@@ -177,17 +181,21 @@ void consumer_deliver(consumer_t *c, qentry_t *e) {
     m.u.basic_deliver.exchange = message_exchange(e->msg);
     m.u.basic_deliver.routing_key = message_routing_key(e->msg);
     conn_send_content(ch->conn, ch->id, &m, e->msg);
-    consumer_delivered(ch, tag, c->q, c, e, c->no_ack);
+    consumer_delivered(ch, tag, c->q, c, e, expires, c->no_ack);
 }
 
 /* ---- settling -------------------------------------------------------------------- */
 
+/* SETTLE_DROP: rejected (nack or reject without requeue), dead-lettered if
+ * the queue says where to. */
 typedef enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP } settle_t;
 
 static void settle(chan_t *ch, delivery_t *d, settle_t how) {
     queue_t *q = d->q;
     if (how == SETTLE_REQUEUE) {
-        queue_requeue(q, &d->e);
+        queue_requeue(q, &d->e, d->expires);
+    } else if (how == SETTLE_DROP) {
+        dead_letter(q, &d->e, DL_REJECTED);
     } else {
         store_ack(q, &d->e);
         message_unref(d->e.msg);
@@ -224,7 +232,7 @@ static void settle_tags(chan_t *ch, uint64_t tag, bool multiple, settle_t how, u
             if (d->settled || d->tx_settled) continue;
             if (ch->tx) {
                 d->tx_settled = true;
-                d->tx_requeue = how == SETTLE_REQUEUE;
+                d->tx_how = (uint8_t)how;
             } else {
                 settle(ch, d, how);
             }
@@ -237,7 +245,7 @@ static void settle_tags(chan_t *ch, uint64_t tag, bool multiple, settle_t how, u
         }
         if (ch->tx) {
             d->tx_settled = true;
-            d->tx_requeue = how == SETTLE_REQUEUE;
+            d->tx_how = (uint8_t)how;
         } else {
             settle(ch, d, how);
         }
@@ -257,8 +265,7 @@ void consumer_on_nack(chan_t *ch, uint64_t tag, bool multiple, bool requeue, uin
 void consumer_tx_commit(chan_t *ch) {
     for (uint32_t i = 0; i < ch->ring_count; i++) {
         delivery_t *d = ring_at(ch, i);
-        if (!d->settled && d->tx_settled)
-            settle(ch, d, d->tx_requeue ? SETTLE_REQUEUE : SETTLE_ACK);
+        if (!d->settled && d->tx_settled) settle(ch, d, (settle_t)d->tx_how);
     }
     ring_trim(ch);
     if (ch->prefetch_channel) schedule_channel_queues(ch);
@@ -304,6 +311,7 @@ static void consumer_free(consumer_t *c) {
     queue_t *q = c->q;
     HASH_DELETE(hh, ch->consumers, c);
     consumer_forget_deliveries(ch, c);
+    expiry_touch(q);             /* x-expires counts from the last consumer's departure */
     queue_remove_consumer(q, c); /* may delete an auto-delete queue */
     free((void *)c->args.ptr);
     free(c);
@@ -429,9 +437,11 @@ void consumer_on_qos(chan_t *ch, const wn_basic_qos_t *m) {
 void consumer_on_get(chan_t *ch, const wn_basic_get_t *m) {
     queue_t *q = chan_find_queue(ch, m->queue, WN_BASIC_GET);
     qentry_t e;
+    uint64_t expires;
 
     if (!q || !chan_check_exclusive(ch, q, WN_BASIC_GET)) return;
-    if (!queue_pop(q, &e)) {
+    expiry_touch(q);
+    if (!queue_pop(q, &e, &expires, true)) {
         wn_method_t empty = {.id = WN_BASIC_GET_EMPTY};
         chan_send_method(ch, &empty);
         return;
@@ -442,9 +452,9 @@ void consumer_on_get(chan_t *ch, const wn_basic_get_t *m) {
     ok.u.basic_get_ok.redelivered = (e.flags & QENTRY_REDELIVERED) != 0;
     ok.u.basic_get_ok.exchange = message_exchange(e.msg);
     ok.u.basic_get_ok.routing_key = message_routing_key(e.msg);
-    ok.u.basic_get_ok.message_count = q->count;
+    ok.u.basic_get_ok.message_count = queue_ready(q);
     conn_send_content(ch->conn, ch->id, &ok, e.msg);
-    consumer_delivered(ch, tag, q, NULL, &e, m->no_ack);
+    consumer_delivered(ch, tag, q, NULL, &e, expires, m->no_ack);
 }
 
 void consumer_channel_closed(chan_t *ch) {

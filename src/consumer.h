@@ -16,19 +16,20 @@ struct chan;
 
 typedef struct delivery {
     uint64_t tag;
-    bool settled;         /* a tombstone, until everything before it settles */
-    uint32_t at_ms;       /* when it went out (consumer_now_ms), for the ack timeout */
     queue_t *q;           /* holds a queue reference */
     consumer_t *consumer; /* NULL for basic.get, or once the consumer is gone */
     qentry_t e;
-    bool tx_settled; /* acked inside an uncommitted transaction */
-    bool tx_requeue;
+    uint64_t expires; /* when it expires if it is requeued (expiry.h) */
+    bool settled;     /* a tombstone, until everything before it settles */
+    bool tx_settled;  /* settled inside an uncommitted transaction... */
+    uint8_t tx_how;   /* ...this way, at commit (consumer.c's settle_t) */
+    uint32_t at_ms;   /* when it went out, for the acknowledgement timeout */
 } delivery_t;
 
 /* May this consumer take one more message now? */
 bool consumer_can_take(const consumer_t *c);
 /* Send a message to a consumer (basic.deliver) and record it if it needs an ack. */
-void consumer_deliver(consumer_t *c, qentry_t *e);
+void consumer_deliver(consumer_t *c, qentry_t *e, uint64_t expires);
 /* The queue is going away: tell the client (basic.cancel) if it asked to be told. */
 void consumer_cancel_by_broker(consumer_t *c);
 

@@ -10,6 +10,7 @@
 #include "channel.h"
 #include "consumer.h"
 #include "exchange.h"
+#include "expiry.h"
 #include "log.h"
 #include "queue.h"
 #include "vhost.h"
@@ -211,7 +212,7 @@ static void send_declare_ok(chan_t *ch, const queue_t *q, bool no_wait) {
     if (no_wait) return;
     wn_method_t ok = {.id = WN_QUEUE_DECLARE_OK};
     ok.u.queue_declare_ok.queue = wn_bytes(q->name, q->name_len);
-    ok.u.queue_declare_ok.message_count = q->count;
+    ok.u.queue_declare_ok.message_count = queue_ready(q);
     ok.u.queue_declare_ok.consumer_count = q->nconsumers;
     chan_send_method(ch, &ok);
 }
@@ -241,6 +242,7 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
             chan_error(ch, WN_NOT_FOUND, id, "no queue '%.*s' in vhost '%s'", NAMEF(name),
                        vh_name(ch));
         if (!q || !chan_check_exclusive(ch, q, id)) return;
+        expiry_touch(q); /* a passive declaration counts as use too, as in RabbitMQ */
         remember_queue(ch, q);
         send_declare_ok(ch, q, m->no_wait);
         return;
@@ -262,6 +264,7 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
             return;
         }
         if (!check_queue_equivalent(ch, q, m)) return;
+        expiry_touch(q);
     } else {
         char what[400], err[ERRLEN];
         snprintf(what, sizeof what, "queue '%.*s' in vhost '%s'", NAMEF(name), vh_name(ch));
@@ -334,7 +337,7 @@ void declare_queue_delete(chan_t *ch, const wn_queue_delete_t *m) {
                        vh_name(ch));
             return;
         }
-        if (m->if_empty && q->count) {
+        if (m->if_empty && queue_ready(q)) {
             chan_error(ch, WN_PRECONDITION_FAILED, id, "queue '%s' in vhost '%s' not empty",
                        q->name, vh_name(ch));
             return;

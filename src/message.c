@@ -118,3 +118,31 @@ wn_bytes_t message_headers(const message_t *m) {
     wn_bytes_t headers = wn_get_table(&r);
     return r.err ? (wn_bytes_t){NULL, 0} : headers;
 }
+
+bool message_props_expiration(const uint8_t *props, uint32_t len, uint64_t *ms) {
+    wn_reader_t r;
+    wn_reader_init(&r, props, len);
+    uint16_t flags = wn_get16(&r);
+    if (!(flags & WN_BASIC_EXPIRATION_FLAG)) return false;
+    for (uint16_t more = flags; (more & 1) && !r.err;)
+        more = wn_get16(&r);
+    if (flags & WN_BASIC_CONTENT_TYPE_FLAG) wn_get_shortstr(&r);
+    if (flags & WN_BASIC_CONTENT_ENCODING_FLAG) wn_get_shortstr(&r);
+    if (flags & WN_BASIC_HEADERS_FLAG) wn_get_longstr(&r);
+    if (flags & WN_BASIC_DELIVERY_MODE_FLAG) wn_get8(&r);
+    if (flags & WN_BASIC_PRIORITY_FLAG) wn_get8(&r);
+    if (flags & WN_BASIC_CORRELATION_ID_FLAG) wn_get_shortstr(&r);
+    if (flags & WN_BASIC_REPLY_TO_FLAG) wn_get_shortstr(&r);
+    wn_bytes_t e = wn_get_shortstr(&r);
+    if (r.err) return false;
+    /* An optional sign, then digits: "-0" and "+5" are valid, as in RabbitMQ. */
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < e.len; i++)
+        if (e.ptr[i] >= '0' && e.ptr[i] <= '9') v = v * 10 + (uint64_t)(e.ptr[i] - '0');
+    *ms = v;
+    return true;
+}
+
+bool message_expiration(const message_t *m, uint64_t *ms) {
+    return message_props_expiration(message_props(m), m->props_len, ms);
+}

@@ -76,6 +76,12 @@ bool message_append_body(message_t *m, const uint8_t *p, size_t n);
 /* The message's headers table (body), decoded from its properties on demand. */
 wn_bytes_t message_headers(const message_t *m);
 
+/* The expiration property in milliseconds (validated at publish); false if
+ * the message has none. */
+bool message_expiration(const message_t *m, uint64_t *ms);
+/* The same from encoded properties (a journal record's). */
+bool message_props_expiration(const uint8_t *props, uint32_t len, uint64_t *ms);
+
 /* Bytes a message costs, for memory accounting. */
 static inline size_t message_size(const message_t *m) {
     return sizeof *m + m->exchange_len + m->routing_key_len + m->props_len + m->bcc_len +

@@ -198,14 +198,13 @@ static void send_return(chan_t *ch, message_t *msg) {
 
 /* Write msg to the journal once for up to JOURNAL_BATCH durable queues and
  * push it onto each; false if it could not be kept. */
-static bool push_journaled(conn_t *c, message_t *msg, queue_t *const *qs, uint32_t n) {
+static bool push_journaled(message_t *msg, queue_t *const *qs, uint32_t n) {
     qentry_t at = {0};
     bool ok = true;
     if (!store_write_msg(msg, qs, n, &at)) return false;
     for (uint32_t i = 0; i < n; i++) {
         if (queue_push(qs[i], msg, &at)) {
             queue_schedule_dispatch(qs[i]);
-            flow_published_to(c, qs[i]);
         } else {
             store_ack(qs[i], &at);
             ok = false;
@@ -214,23 +213,17 @@ static bool push_journaled(conn_t *c, message_t *msg, queue_t *const *qs, uint32
     return ok;
 }
 
-/* Route and enqueue; returns false if the message could not be stored, and
- * sets *journaled if a confirm must wait for the journal. */
-static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
-    exchange_t *x = publish_exchange(ch, message_exchange(msg));
-    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journaled) {
     queue_t *durable[JOURNAL_BATCH];
     uint32_t nd = 0;
     bool stored = true;
 
-    if (!x) return true; /* deleted since the publish was accepted: unroutable */
-    exchange_route(x, &rm, &broker.route_result);
-    for (uint32_t i = 0; i < broker.route_result.n; i++) {
-        queue_t *q = broker.route_result.queues[i];
+    for (uint32_t i = 0; i < n; i++) {
+        queue_t *q = qs[i];
         if (store_wanted(q, msg)) {
             durable[nd++] = q;
             if (nd == JOURNAL_BATCH) {
-                stored &= push_journaled(ch->conn, msg, durable, nd);
+                stored &= push_journaled(msg, durable, nd);
                 nd = 0;
                 *journaled = true;
             }
@@ -238,13 +231,27 @@ static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *jo
             stored = false;
         } else {
             queue_schedule_dispatch(q);
-            flow_published_to(ch->conn, q);
         }
     }
     if (nd) {
-        stored &= push_journaled(ch->conn, msg, durable, nd);
+        stored &= push_journaled(msg, durable, nd);
         *journaled = true;
     }
+    return stored;
+}
+
+/* Route and enqueue; returns false if the message could not be stored, and
+ * sets *journaled if a confirm must wait for the journal. */
+static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
+    exchange_t *x = publish_exchange(ch, message_exchange(msg));
+    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+
+    if (!x) return true; /* deleted since the publish was accepted: unroutable */
+    exchange_route(x, &rm, &broker.route_result);
+    bool stored =
+        publish_enqueue(msg, broker.route_result.queues, broker.route_result.n, journaled);
+    for (uint32_t i = 0; i < broker.route_result.n; i++)
+        flow_published_to(ch->conn, broker.route_result.queues[i]);
     if (broker.route_result.n == 0 && mandatory) send_return(ch, msg);
     return stored;
 }
@@ -307,26 +314,29 @@ void publish_on_method(chan_t *ch, const wn_basic_publish_t *m) {
     ch->pub_state = PUB_AWAIT_HEADER;
 }
 
-#define MAX_EXPIRY 4294967295LL /* RabbitMQ's longest timer, in ms */
+#define MAX_EXPIRY 315360000000LL /* RabbitMQ's longest TTL: ten years, in ms */
 
 /* The expiration property: a decimal number of milliseconds, as RabbitMQ
- * parses it (an optional sign, then digits). 0, or -1 with RabbitMQ's reason. */
+ * parses it (an optional sign, then digits). 0, or -1 with RabbitMQ's reason,
+ * which prints the number as Erlang does (any size, no leading zeros). */
 static int publish_check_expiration(wn_bytes_t e, char *why, size_t len) {
     size_t i = 0;
     bool neg = false;
     long long v = 0;
     if (i < e.len && (e.ptr[i] == '-' || e.ptr[i] == '+')) neg = e.ptr[i++] == '-';
     if (i == e.len) goto no_integer;
-    for (; i < e.len; i++) {
-        if (e.ptr[i] < '0' || e.ptr[i] > '9') goto no_integer;
-        if (v <= MAX_EXPIRY) v = v * 10 + (e.ptr[i] - '0');
+    for (size_t j = i; j < e.len; j++) {
+        if (e.ptr[j] < '0' || e.ptr[j] > '9') goto no_integer;
+        if (v <= MAX_EXPIRY) v = v * 10 + (e.ptr[j] - '0');
     }
+    while (i + 1 < e.len && e.ptr[i] == '0')
+        i++;
     if (neg && v != 0) {
-        snprintf(why, len, "{value_negative,-%lld}", v);
+        snprintf(why, len, "{value_negative,-%.*s}", (int)(e.len - i), (const char *)e.ptr + i);
         return -1;
     }
     if (v > MAX_EXPIRY) {
-        snprintf(why, len, "{value_too_large,%lld}", v);
+        snprintf(why, len, "{value_too_large,%.*s}", (int)(e.len - i), (const char *)e.ptr + i);
         return -1;
     }
     return 0;
@@ -348,7 +358,7 @@ static bool publish_check_props(chan_t *ch, const wn_basic_props_t *p) {
         return false;
     }
     if (p->flags & WN_BASIC_EXPIRATION_FLAG) {
-        char why[64];
+        char why[300];
         if (publish_check_expiration(p->expiration, why, sizeof why) < 0) {
             chan_error(ch, WN_PRECONDITION_FAILED, WN_BASIC_PUBLISH,
                        "invalid expiration '%.*s': %s", (int)p->expiration.len,

@@ -12,6 +12,8 @@
 
 struct chan;
 struct conn;
+struct message;
+struct queue;
 
 void publish_on_method(struct chan *ch, const wn_basic_publish_t *m);
 /* A content header or body frame on a channel. */
@@ -21,6 +23,11 @@ void publish_on_confirm_select(struct chan *ch, const wn_confirm_select_t *m);
 void publish_on_tx_select(struct chan *ch);
 void publish_on_tx_commit(struct chan *ch);
 void publish_on_tx_rollback(struct chan *ch);
+
+/* Push a routed message onto its queues, written once to the journal for
+ * the durable ones if it is persistent. False if a queue could not keep it;
+ * *journaled is set if it went to the journal. */
+bool publish_enqueue(struct message *msg, struct queue *const *qs, uint32_t n, bool *journaled);
 
 /* Send the batched basic.ack for every channel of the connection. */
 void publish_flush_confirms(struct conn *c);

@@ -9,8 +9,10 @@
 #include "broker.h"
 #include "connection.h"
 #include "consumer.h"
+#include "dead_letter.h"
 #include "definitions.h"
 #include "exchange.h"
+#include "expiry.h"
 #include "flow.h"
 #include "log.h"
 #include "ring.h"
@@ -72,6 +74,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     broker.topology_epoch++;
     vh->nqueues++;
     definitions_queue(q, true);
+    expiry_queue_created(q);
     return q;
 }
 
@@ -88,6 +91,7 @@ uint32_t queue_delete(queue_t *q) {
     if (q->deleted) return 0;
     definitions_queue(q, false);
     q->deleted = true;
+    expiry_queue_deleted(q);
     /* Consumers first: cancelling the last one of an auto-delete queue must
      * not delete it a second time. */
     while (q->consumers)
@@ -105,6 +109,7 @@ uint32_t queue_delete(queue_t *q) {
 
 void queue_unref(queue_t *q) {
     if (--q->refs > 0) return;
+    expiry_queue_freed(q);
     free(q->ring);
     free(q->name);
     free((void *)q->args.ptr);
@@ -118,10 +123,16 @@ static qentry_t *ring_at(queue_t *q, uint32_t i) {
 }
 
 static bool queue_grow(queue_t *q) {
+    uint64_t *at;
+    if (!expiry_grow_prepare(q, &at)) return false; /* the expiry times, in the new layout */
     qentry_t *ring = ring_grow(q->ring, q->head, q->count, &q->cap, sizeof *ring);
-    if (!ring) return false;
+    if (!ring) {
+        free(at);
+        return false;
+    }
     q->ring = ring;
     q->head = 0;
+    expiry_grow_commit(q, at);
     return true;
 }
 
@@ -147,6 +158,7 @@ bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
         message_ref(m);
         hot_add(q, e, 1);
     }
+    expiry_pushed(q, q->count - 1, m);
     flow_queue_pushed(q);
     return true;
 }
@@ -160,7 +172,7 @@ static void queue_drop(queue_t *q, const qentry_t *e) {
 /* Put a delivered message back where its sequence number belongs. Requeued
  * messages are almost always older than everything ready, so the common
  * case is a push at the head. */
-void queue_requeue(queue_t *q, const qentry_t *e) {
+void queue_requeue(queue_t *q, const qentry_t *e, uint64_t expires) {
     if (q->deleted || (q->count == q->cap && !queue_grow(q))) {
         queue_drop(q, e);
         return;
@@ -183,6 +195,7 @@ void queue_requeue(queue_t *q, const qentry_t *e) {
     *ring_at(q, lo) = *e;
     ring_at(q, lo)->flags |= QENTRY_REDELIVERED;
     hot_add(q, e, 1);
+    expiry_requeued(q, lo, expires);
 }
 
 static bool queue_pop_raw(queue_t *q, qentry_t *out) {
@@ -195,27 +208,86 @@ static bool queue_pop_raw(queue_t *q, qentry_t *out) {
     return true;
 }
 
-bool queue_pop(queue_t *q, qentry_t *out) {
-    while (queue_pop_raw(q, out)) {
+bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires, bool get) {
+    uint64_t at;
+    for (;;) {
+        at = expiry_head(q);
+        if (!queue_pop_raw(q, out)) return false;
+        if (out->flags & QENTRY_DEAD) {
+            q->ndead--;
+            continue;
+        }
+        if (expiry_passed(at, get)) { /* its timer has not run yet */
+            dead_letter(q, out, DL_EXPIRED);
+            continue;
+        }
         if (!out->msg) out->msg = store_load(out);
-        if (out->msg) return true;
+        if (out->msg) break;
         queue_drop(q, out); /* unreadable (logged): nothing else can be done with it */
     }
-    return false;
+    *expires = at;
+    return true;
+}
+
+/* Squeeze the dead slots out, keeping the order: messages expiring behind a
+ * head that stays would otherwise leave the ring growing. */
+static void queue_squeeze(queue_t *q) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < q->count; i++) {
+        qentry_t *e = ring_at(q, i);
+        if (e->flags & QENTRY_DEAD) continue;
+        if (n != i) {
+            *ring_at(q, n) = *e;
+            expiry_moved(q, i, n);
+        }
+        n++;
+    }
+    q->count = n;
+    q->ndead = 0;
+}
+
+/* A dead slot keeps its seq (the ring stays ordered) and nothing else. */
+bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out) {
+    qentry_t *e = ring_at(q, i);
+    bool live = !(e->flags & QENTRY_DEAD);
+    if (i == 0) {
+        queue_pop_raw(q, out);
+        if (!live) q->ndead--;
+        return live;
+    }
+    if (!live) return false;
+    *out = *e;
+    hot_add(q, e, -1);
+    *e = (qentry_t){.seq = e->seq, .flags = QENTRY_DEAD};
+    if (++q->ndead > 1024 && q->ndead > q->count / 2) queue_squeeze(q);
+    return true;
+}
+
+int64_t queue_find_seq(const queue_t *q, uint64_t seq) {
+    uint32_t lo = 0, hi = q->count;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (queue_at(q, mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < q->count && queue_at(q, lo)->seq == seq ? (int64_t)lo : -1;
 }
 
 uint32_t queue_purge(queue_t *q) {
-    uint32_t n = q->count;
+    uint32_t n = queue_ready(q);
     qentry_t e;
     while (queue_pop_raw(q, &e))
         queue_drop(q, &e);
+    q->ndead = 0;
     return n;
 }
 
 void queue_each_ready(queue_t *q, qentry_visit_fn fn, void *ctx) {
     for (uint32_t i = 0; i < q->count; i++) {
         qentry_t *e = ring_at(q, i);
-        fn(q, e, (e->flags & QENTRY_REDELIVERED) != 0, ctx);
+        if (!(e->flags & QENTRY_DEAD)) fn(q, e, (e->flags & QENTRY_REDELIVERED) != 0, ctx);
     }
 }
 
@@ -305,10 +377,11 @@ static consumer_t *queue_next_consumer(queue_t *q) {
 static void queue_dispatch(queue_t *q) {
     qentry_t e;
     consumer_t *c;
+    uint64_t expires;
     uint32_t before = q->count;
     while (q->count > 0 && (c = queue_next_consumer(q)) != NULL) {
-        queue_pop(q, &e);
-        consumer_deliver(c, &e);
+        if (!queue_pop(q, &e, &expires, false)) break;
+        consumer_deliver(c, &e, expires);
         if (!q->single_active) queue_rotate(q, c);
     }
     if (q->count != before) q->last_delivery = ev_now(broker.loop);

@@ -26,7 +26,13 @@ struct conn;
 struct vhost;
 struct binding;
 
-enum { QENTRY_REDELIVERED = 1 };
+enum {
+    QENTRY_REDELIVERED = 1,
+    QENTRY_DEAD = 2,  /* expired in the middle of the ring: skipped when its turn comes */
+    QENTRY_EARLY = 4, /* expires before entries ahead of it may (expiry.h) */
+};
+
+struct expiry;
 
 /* A message in a queue. A message kept in the journal (store.h) has its
  * record's place in seg/off/len (seg 0: not kept); its body may be only on
@@ -38,6 +44,10 @@ typedef struct qentry {
     uint32_t seg, off, len;
     uint32_t flags;
 } qentry_t;
+
+/* Memory per queued message is a headline figure: expiry times live beside
+ * the ring (expiry.h), not in it. */
+_Static_assert(sizeof(qentry_t) == 32, "a queue entry is 32 bytes");
 
 typedef struct consumer {
     struct chan *ch;
@@ -72,6 +82,8 @@ typedef struct queue {
     uint32_t hot;       /* ready entries whose message is in memory... */
     uint64_t hot_bytes; /* ...and their body bytes */
     uint32_t unacked;
+    uint32_t ndead;        /* QENTRY_DEAD entries still in the ring (counted in count) */
+    struct expiry *expiry; /* TTL and x-expires state (expiry.h); NULL if never needed */
 
     consumer_t *consumers, *consumers_tail;
     consumer_t *active; /* single-active-consumer queues: the one being delivered to */
@@ -101,13 +113,31 @@ static inline void queue_ref(queue_t *q) {
 }
 
 /* Ready messages. */
+static inline uint32_t queue_ready(const queue_t *q) {
+    return q->count - q->ndead;
+}
+/* The ring slot of the i-th entry from the head, and the entry. */
+static inline uint32_t queue_slot(const queue_t *q, uint32_t i) {
+    return (q->head + i) & (q->cap - 1);
+}
+static inline qentry_t *queue_at(const queue_t *q, uint32_t i) {
+    return &q->ring[queue_slot(q, i)];
+}
 /* Add a message at the tail. `at` says where the journal keeps it (NULL: not
  * kept); m may then be NULL, or be left out of memory if the queue holds
  * enough already. Takes a new reference to m when it keeps it. */
 bool queue_push(queue_t *q, message_t *m, const qentry_t *at);
-void queue_requeue(queue_t *q, const qentry_t *e); /* back in its place, redelivered */
-/* Take the head, its message in memory (read back from the journal if need be). */
-bool queue_pop(queue_t *q, qentry_t *out);
+/* Back in its place, redelivered, expiring when it would have (expiry.h). */
+void queue_requeue(queue_t *q, const qentry_t *e, uint64_t expires);
+/* Take the head, its message in memory (read back from the journal if need be);
+ * expired messages on the way are dead-lettered. *expires: when it expires.
+ * get: for basic.get, which a TTL of 0 never reaches (expiry.h). */
+bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires, bool get);
+/* Take the i-th entry (leaving a dead slot unless it is the head); false if
+ * that slot was already dead. */
+bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out);
+/* The position of the entry with this sequence number, or -1. */
+int64_t queue_find_seq(const queue_t *q, uint64_t seq);
 uint32_t queue_purge(queue_t *q);
 
 /* Visit every ready entry (delivered: it had been delivered before). */

@@ -7,6 +7,7 @@
  * the durable queues in publish order, as entries whose bodies stay on disk.
  */
 #include "broker.h"
+#include "expiry.h"
 #include "log.h"
 #include "record.h"
 #include "store.h"
@@ -29,9 +30,11 @@
 typedef struct rentry {
     uint32_t qid, seg, off, len; /* qid 0: empty; len's top bit: delivered */
     uint32_t oseg, ooff;         /* where it was first written: its place in queue order */
+    uint64_t at;                 /* when it expires (expiry.h); top bit: it expires early */
 } rentry_t;
 
 #define RENTRY_DELIVERED 0x80000000u
+#define RENTRY_EARLY     (1ull << 63)
 
 typedef struct recovery {
     store_t *s;
@@ -131,8 +134,16 @@ static void recover_msg(recovery_t *rc, const record_t *rec) {
         if (from_seg < rc->g->min_ref) rc->g->min_ref = from_seg;
     }
     wn_get8(&r);
-    wn_get64(&r);
+    uint64_t published = wn_get64(&r);
     uint16_t nq = wn_get16(&r);
+    wn_reader_t qr = r; /* the queue list; the message's TTL is in its properties, after it */
+    wn_get_bytes(&r, (size_t)nq * (moved ? 5 : 4));
+    wn_get_shortstr(&r);
+    wn_get_shortstr(&r);
+    wn_bytes_t props = wn_get_longstr(&r);
+    uint64_t msg_ms = 0;
+    bool has_msg_ttl = !r.err && message_props_expiration(props.ptr, props.len, &msg_ms);
+    r = qr;
     for (uint16_t i = 0; i < nq && !r.err; i++) {
         e.qid = wn_get32(&r);
         uint32_t delivered = moved && (wn_get8(&r) & 1) ? RENTRY_DELIVERED : 0;
@@ -145,7 +156,10 @@ static void recover_msg(recovery_t *rc, const record_t *rec) {
             }
         }
         rentry_t put = e;
+        bool early;
         put.len |= delivered;
+        put.at = expiry_of(rqueue(rc, e.qid), published, has_msg_ttl, msg_ms, &early);
+        if (early) put.at |= RENTRY_EARLY;
         rput(rc, &put);
     }
 }
@@ -279,9 +293,12 @@ static size_t recover_into_queues(recovery_t *rc) {
         qentry_t e = {.seg = r->seg, .off = r->off, .len = r->len & ~RENTRY_DELIVERED};
         if (r->len & RENTRY_DELIVERED) e.flags = QENTRY_REDELIVERED;
         segment_t *g = store_seg_find(rc->s, r->seg);
-        if (g && queue_push(rqueue(rc, r->qid), NULL, &e)) {
+        queue_t *q = rqueue(rc, r->qid);
+        if (g && queue_push(q, NULL, &e)) {
             g->live++;
             g->live_bytes += e.len;
+            if (r->at != EXPIRY_NEVER)
+                expiry_restore(q, q->count - 1, r->at & ~RENTRY_EARLY, (r->at & RENTRY_EARLY) != 0);
         }
     }
     return n;

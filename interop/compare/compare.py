@@ -756,6 +756,206 @@ def _(r):
     r.attempt("redeclare by its amq.gen- name", lambda: ch.queue_declare(ok.queue, exclusive=True))
 
 
+# ---- TTL and dead-lettering ---------------------------------------------------
+
+# The content-header properties exactly as they arrived, to compare x-death
+# byte for byte (pika decodes them into dicts, which would hide field order
+# and types).
+_RAW_PROPS = []
+_decode_props = spec.BasicProperties.decode
+
+
+def _keep_raw_props(self, encoded, offset=0):
+    _RAW_PROPS.append(bytes(encoded[offset:]))
+    return _decode_props(self, encoded, offset)
+
+
+spec.BasicProperties.decode = _keep_raw_props
+
+
+def raw_props_hex():
+    """The last message's properties in hex, x-death times blanked ("time", T, 8 bytes)."""
+    return re.sub(r"(0474696d6554)[0-9a-f]{16}", r"\1<time>", _RAW_PROPS[-1].hex())
+
+
+def dl_get(r, ch, q, what):
+    method, _, body = ch.basic_get(q, auto_ack=True)
+    if method is None:
+        r.log(what, "get-empty")
+        return None, None
+    r.log(what, body.decode(), "exchange=%s" % method.exchange.replace(PREFIX, ""),
+          "rk=%s" % method.routing_key.replace(PREFIX, ""), raw_props_hex().replace(
+              PREFIX.encode().hex(), "<prefix>"))
+    return method, body
+
+
+def wait_count(ch, q, n, seconds=3):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ch.queue_declare(q, passive=True).method.message_count == n:
+            return
+        time.sleep(0.02)
+
+
+@scenario("dead-letter: reject, nack, expiry and repeats: x-death and headers byte for byte")
+def _(r):
+    ch = r.channel(r.connect())
+    dlx = r.exchange(ch, "dlx", "fanout")
+    dlq = r.queue(ch, "dlq")
+    ch.queue_bind(dlq, dlx)
+    src = r.queue(ch, "src", arguments={"x-dead-letter-exchange": dlx})
+    keyed = r.queue(ch, "keyed", arguments={"x-dead-letter-exchange": "",
+                                            "x-dead-letter-routing-key": dlq})
+    ttl = r.queue(ch, "ttl", arguments={"x-message-ttl": 50, "x-dead-letter-exchange": "",
+                                        "x-dead-letter-routing-key": src})
+    headers = {"zz": 1, "CC": [keyed], "aa": "x", "BCC": ["nowhere"], "Ab": [1, "two"]}
+    ch.confirm_delivery()
+    ch.basic_publish("", src, b"one", pika.BasicProperties(
+        headers=headers, expiration="60000", delivery_mode=2, content_type="text/plain"))
+    ch.basic_publish("", src, b"two", pika.BasicProperties(headers={"k": "v"}))
+    ch.basic_publish("", src, b"three")
+    m1 = ch.basic_get(src)[0]
+    m2 = ch.basic_get(src)[0]
+    m3 = ch.basic_get(src)[0]
+    ch.basic_reject(m1.delivery_tag, requeue=False)
+    ch.basic_nack(m3.delivery_tag, multiple=True, requeue=False)
+    wait_count(ch, dlq, 3)
+    for _ in range(3):
+        dl_get(r, ch, dlq, "rejected")
+    # "one" went to keyed too (its CC): dead-lettered from there with a routing key, CC goes.
+    m = ch.basic_get(keyed)[0]
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    wait_count(ch, dlq, 1)
+    dl_get(r, ch, dlq, "keyed")
+    # Round trips: src -> (reject) -> dlq; back through ttl -> (expired) -> src, three times.
+    ch.basic_publish("", ttl, b"loop", pika.BasicProperties(headers={"k": "v"}, expiration="100000"))
+    for i in range(3):
+        wait_count(ch, src, 1)
+        m = ch.basic_get(src)[0]
+        ch.basic_reject(m.delivery_tag, requeue=False)
+        wait_count(ch, dlq, 1)
+        _, body = dl_get(r, ch, dlq, "round %d" % i)
+        ch.basic_publish("", ttl, body, pika.BasicProperties(headers=_decode_headers()))
+    wait_count(ch, src, 1)
+    dl_get(r, ch, src, "last")
+
+
+def _decode_headers():
+    props = pika.BasicProperties()
+    _decode_props(props, _RAW_PROPS[-1])
+    return props.headers
+
+
+@scenario("dead-letter: x-death headers that clients wrote: grouping, missing counts, order")
+def _(r):
+    import datetime
+    ch = r.channel(r.connect())
+    dlq = r.queue(ch, "dlq")
+    src = r.queue(ch, "src", arguments={"x-dead-letter-exchange": "",
+                                        "x-dead-letter-routing-key": dlq})
+    t = datetime.datetime(2024, 1, 1)
+
+    def death(q, reason, count=None, **extra):
+        d = {"reason": reason, "queue": q, "time": t, "exchange": "", "routing-keys": [q]}
+        if count is not None:
+            d["count"] = count
+        d.update(extra)
+        return d
+    cases = [
+        [death("a", "expired", 1), death("b", "rejected", 2), death("c", "expired", 1)],
+        [death("a", "expired", 1), death(src, "rejected", 2, zzz=1, aaa="x"),
+         death("c", "expired", 1)],
+        [death("a", "expired", 1), death("a", "expired", 2), death("c", "expired", 1)],
+        [death(src, "rejected", 5), death(src, "rejected", 1)],
+        [{"queue": "a", "reason": "expired"}, {"queue": "a", "reason": "expired", "x": 1},
+         {"queue": "b", "reason": "expired"}],
+        [{"queue": src, "reason": "rejected"}, {"queue": src, "reason": "rejected"}, {"queue": "b"}],
+        [{"reason": "rejected"}, {"reason": "rejected"}, {}],
+        [{"queue": src, "reason": "rejected"}],
+        [],
+        "not an array",
+    ]
+    ch.confirm_delivery()
+    for i, xd in enumerate(cases):
+        ch.basic_publish("", src, b"%d" % i, pika.BasicProperties(
+            headers={"x-death": xd, "x-first-death-queue": "client"}))
+        m = ch.basic_get(src)[0]
+        ch.basic_reject(m.delivery_tag, requeue=False)
+        wait_count(ch, dlq, 1)
+        dl_get(r, ch, dlq, "case %d" % i)
+
+
+@scenario("dead-letter: expired cycles are dropped, missing exchange drops, a reject keeps it going")
+def _(r):
+    ch = r.channel(r.connect())
+    ch.confirm_delivery()
+    # a queue whose expired messages come back to itself: dropped at once
+    self_loop = r.queue(ch, "self", arguments={"x-message-ttl": 20, "x-dead-letter-exchange": ""})
+    ch.basic_publish("", self_loop, b"loop")
+    time.sleep(0.3)
+    r.log("self loop", ch.queue_declare(self_loop, passive=True).method.message_count)
+    # two TTL queues feeding each other: dropped when it reaches the first again
+    a = r.queue(ch, "a", arguments={"x-message-ttl": 20, "x-dead-letter-exchange": "",
+                                    "x-dead-letter-routing-key": PREFIX + r.tag + ".b"})
+    b = r.queue(ch, "b", arguments={"x-message-ttl": 20, "x-dead-letter-exchange": "",
+                                    "x-dead-letter-routing-key": a})
+    ch.basic_publish("", a, b"ping")
+    time.sleep(0.4)
+    r.log("two queues", ch.queue_declare(a, passive=True).method.message_count,
+          ch.queue_declare(b, passive=True).method.message_count)
+    # a missing dead-letter exchange: the message is dropped
+    gone = r.queue(ch, "gone", arguments={"x-dead-letter-exchange": PREFIX + "no-such-exchange"})
+    ch.basic_publish("", gone, b"x")
+    m = ch.basic_get(gone)[0]
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    r.log("missing dlx", ch.queue_declare(gone, passive=True).method.message_count)
+    # with a rejection in the cycle the message goes round
+    work = r.queue(ch, "work", arguments={"x-dead-letter-exchange": "",
+                                          "x-dead-letter-routing-key": PREFIX + r.tag + ".retry"})
+    r.queue(ch, "retry", arguments={"x-message-ttl": 20, "x-dead-letter-exchange": "",
+                                    "x-dead-letter-routing-key": work})
+    ch.basic_publish("", work, b"job")
+    for i in range(3):
+        wait_count(ch, work, 1)
+        m, props, _ = ch.basic_get(work)
+        if m is None:
+            r.log("round", i, "get-empty")
+            break
+        r.log("round", i, [(d["queue"].replace(PREFIX, ""), d["reason"], d["count"])
+                           for d in (props.headers or {}).get("x-death", [])])
+        ch.basic_reject(m.delivery_tag, requeue=False)
+
+
+@scenario("ttl: queue TTL, message expiration (the lower wins), TTL 0, requeue keeps the expiry")
+def _(r):
+    ch = r.channel(r.connect())
+    ch.confirm_delivery()
+    q = r.queue(ch, "ttl", arguments={"x-message-ttl": 300})
+    ch.basic_publish("", q, b"queue-ttl")
+    ch.basic_publish("", q, b"shorter", pika.BasicProperties(expiration="100"))
+    ch.basic_publish("", q, b"longer", pika.BasicProperties(expiration="100000"))
+    time.sleep(0.15)
+    m, _, body = ch.basic_get(q)
+    r.log("after 150 ms", body, "count", m.message_count)
+    ch.basic_nack(m.delivery_tag, requeue=True)
+    time.sleep(0.3)
+    r.log("after 450 ms", ch.queue_declare(q, passive=True).method.message_count)
+    z = r.queue(ch, "zero", arguments={"x-message-ttl": 0})
+    ch.basic_publish("", z, b"nobody waits")
+    time.sleep(0.1)
+    r.log("ttl 0, no consumer", ch.queue_declare(z, passive=True).method.message_count)
+    got = []
+    ch.basic_consume(z, lambda c, m, p, b: got.append(b), auto_ack=True)
+    ch.basic_publish("", z, b"delivered")
+    r.settle()
+    r.log("ttl 0, consumer waiting", got)
+    e = r.queue(ch, "exp")
+    ch.basic_publish("", e, b"zero", pika.BasicProperties(expiration="0"))
+    ch.basic_publish("", e, b"kept")
+    time.sleep(0.1)
+    r.log("expiration 0", ch.basic_get(e, auto_ack=True)[2])
+
+
 # ---- errors: code, text and whether the channel or the connection closes ----
 
 def error_case(name, action, setup=None):
