@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "connection.h"
 #include "consumer.h"
+#include "dedup.h"
 #include "definitions.h"
 #include "exchange.h"
 #include "flow.h"
@@ -71,6 +72,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     HASH_ADD_KEYPTR(hh, vh->queues, q->name, q->name_len, q);
     vh->nqueues++;
     definitions_queue(q, true);
+    dedup_queue_attach(q);
     return q;
 }
 
@@ -97,6 +99,7 @@ uint32_t queue_delete(queue_t *q) {
     queue_unlink_owner(q);
     HASH_DELETE(hh, q->vhost->queues, q);
     q->vhost->nqueues--;
+    dedup_queue_detach(q);
     queue_unref(q);
     return n;
 }
