@@ -10,6 +10,7 @@
 #include "store.h"
 #include "alarm.h"
 #include "broker.h"
+#include "dedup_log.h"
 #include "log.h"
 #include "publish.h"
 #include "record.h"
@@ -165,6 +166,9 @@ static void write_failed(store_t *s, int err) {
 static bool flush_out(store_t *s) {
     segment_t *g = seg_current(s);
     if (!g || buf_pending(&s->out) == 0) return true;
+    /* Deduplication values first: their sync is requested before this one's,
+     * so they are durable when the confirms that wait for it go out. */
+    dedup_log_flush();
     while (buf_pending(&s->out) > 0) {
         ssize_t n = write(g->fd, buf_head(&s->out), buf_pending(&s->out));
         if (n < 0 && errno == EINTR) continue;

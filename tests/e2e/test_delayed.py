@@ -16,6 +16,9 @@
   after SIGKILL and are routed when due (also when that time passed while
   the broker was down); transient ones do not. Deleting the exchange drops
   what it held.
+- Compaction (64 KiB segments, thousands of messages coming and going): a
+  held message is copied forward with the rest, comes back once after
+  SIGKILL, on time.
 Run with Debian's python3 (pika).
 """
 import signal
@@ -276,6 +279,44 @@ def test_restart(b):
     c.close()
 
 
+def test_compaction():
+    b = Broker("journal.segment_size = 65536\n")
+    if not b.start():
+        return
+    c = conn(b)
+    ch = c.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare("c.dx", DX, durable=True, arguments={"x-delayed-type": "fanout"})
+    ch.queue_declare("c.q", durable=True)
+    ch.queue_bind("c.q", "c.dx")
+    ch.queue_declare("c.churn", durable=True)
+    t0 = time.monotonic()
+    ch.basic_publish("c.dx", "", b"held", props(6000, persistent=True))
+    churn = c.channel()  # no confirms: quicker
+    body = b"x" * 1024
+    for i in range(6):
+        for _ in range(300):
+            churn.basic_publish("", "c.churn", body, props(persistent=True))
+        while churn.basic_get("c.churn", auto_ack=True)[0] is not None:
+            pass
+        time.sleep(0.25)  # compaction runs at most once a second
+    with open(b.log, errors="replace") as f:
+        compactions = [l for l in f if "journal: compacting" in l]
+    tap.ok(any("copying 0 " not in l for l in compactions),
+           "the held message's segment is compacted (%d compactions)" % len(compactions))
+    c.close()
+    tap.ok(b.restart(signal.SIGKILL) is not None, "the broker comes back after SIGKILL")
+    c = conn(b)
+    ch = c.channel()
+    got = collect(c, ch, "c.q", 1, 10)
+    arrived = time.monotonic() - t0
+    time.sleep(0.3)
+    tap.ok([g[0] for g in got] == [b"held"] and counts(ch, ["c.q"]) == [0],
+           "it comes back once")
+    tap.ok(5.95 <= arrived < 7.5, "when due: %.2f s after its publish, delay 6 s" % arrived)
+    tap.ok(b.stop() == 0, "the broker stops cleanly")
+
+
 def main():
     b = Broker()
     if not b.start():
@@ -287,6 +328,7 @@ def main():
               test_mandatory, test_confirms, test_restart):
         t(b)
     tap.ok(b.stop() == 0, "the broker stops cleanly")
+    test_compaction()
     return tap.done()
 
 
