@@ -210,11 +210,6 @@ static const char *const queue_equivalence_keys[] = {
     "x-single-active-consumer",
     "x-queue-type",
     "x-delivery-limit",
-    /* Not compared by RabbitMQ (its plugin adds them); Warren does, as LavinMQ. */
-    "x-message-deduplication",
-    "x-cache-size",
-    "x-cache-ttl",
-    "x-deduplication-header",
     NULL,
 };
 
@@ -255,7 +250,8 @@ static bool check_queue_equivalent(chan_t *ch, const queue_t *q, const wn_queue_
     if (args_check_flag("durable", what, m->durable, q->durable, err, sizeof err) < 0 ||
         args_check_flag("auto_delete", what, m->auto_delete, q->auto_delete, err, sizeof err) < 0 ||
         args_check_equivalent(q->args, m->arguments, queue_equivalence_keys, what, err,
-                              sizeof err) < 0) {
+                              sizeof err) < 0 ||
+        dedup_check_equivalent(q->args, m->arguments, what, err, sizeof err) < 0) {
         chan_error(ch, WN_PRECONDITION_FAILED, WN_QUEUE_DECLARE, "%s", err);
         return false;
     }

@@ -11,6 +11,7 @@
  * and, for durable owners, records through dedup_log.h.
  */
 #include "dedup.h"
+#include "args.h"
 #include "dedup_log.h"
 #include "log.h"
 #include "queue.h"
@@ -45,8 +46,8 @@ struct dedup {
     const void *owner;
 };
 
-const char *const dedup_arg_keys[] = {"x-message-deduplication", "x-cache-size", "x-cache-ttl",
-                                      "x-deduplication-header", NULL};
+static const char *const dedup_arg_keys[] = {"x-message-deduplication", "x-cache-size",
+                                             "x-cache-ttl", "x-deduplication-header", NULL};
 
 /* ---- arguments ------------------------------------------------------------------ */
 
@@ -77,6 +78,9 @@ static void arg_reason(const char *key, const wn_value_t *v, char *why, size_t l
 }
 
 int dedup_check_args(wn_bytes_t args, const char *what, char *err, size_t errlen) {
+    wn_value_t on;
+    /* Without x-message-deduplication the others mean nothing, as in LavinMQ. */
+    if (!wn_table_get(args, "x-message-deduplication", &on)) return 0;
     for (const char *const *k = dedup_arg_keys; *k; k++) {
         wn_value_t v;
         char why[128];
@@ -87,6 +91,15 @@ int dedup_check_args(wn_bytes_t args, const char *what, char *err, size_t errlen
         return -1;
     }
     return 0;
+}
+
+int dedup_check_equivalent(wn_bytes_t current, wn_bytes_t received, const char *what, char *err,
+                           size_t errlen) {
+    wn_value_t v;
+    if (!wn_table_get(current, "x-message-deduplication", &v) &&
+        !wn_table_get(received, "x-message-deduplication", &v))
+        return 0;
+    return args_check_equivalent(current, received, dedup_arg_keys, what, err, errlen);
 }
 
 dedup_t *dedup_new(wn_bytes_t args) {

@@ -27,10 +27,14 @@
 
 typedef struct dedup dedup_t;
 
-/* Arguments compared on a redeclaration, NULL-terminated. */
-extern const char *const dedup_arg_keys[];
+/* A redeclaration's deduplication arguments, compared when either side has
+ * x-message-deduplication (RabbitMQ's plugin does not; LavinMQ does): 0, or
+ * -1 with the "inequivalent arg" text in err. */
+int dedup_check_equivalent(wn_bytes_t current, wn_bytes_t received, const char *what, char *err,
+                           size_t errlen);
 
-/* Validate the deduplication arguments of a declare: 0, or -1 with
+/* Validate the deduplication arguments of a declare that has
+ * x-message-deduplication: 0, or -1 with
  * "invalid arg '...' for <what>: reason" in err (sent with 406). */
 int dedup_check_args(wn_bytes_t args, const char *what, char *err, size_t errlen);
 

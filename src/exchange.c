@@ -137,7 +137,7 @@ int exchange_check_equivalent(const exchange_t *x, const exchange_ops_t *ops, bo
     static const char *const delayed_keys[] = {"alternate-exchange", "x-delayed-type", NULL};
     if (args_check_equivalent(x->args, args, x->delay ? delayed_keys : keys, what, err, errlen) < 0)
         return -1;
-    return args_check_equivalent(x->args, args, dedup_arg_keys, what, err, errlen);
+    return dedup_check_equivalent(x->args, args, what, err, errlen);
 }
 
 /* ---- bindings ------------------------------------------------------------------ */
