@@ -3,6 +3,7 @@
 
     bench/delayed.py [--messages 100000] [--min-delay 15] [--spread 10]
                      [--size 64] [--persistent] [--bin build/src/warren]
+    bench/delayed.py --memory-only [--messages 1000000] [--persistent] ...
 
 Starts a broker (its own data dir, a free loopback port), declares an
 x-delayed-message exchange (x-delayed-type direct; durable with
@@ -18,6 +19,11 @@ lateness in ms.
 
 The lateness includes the client's side (pika's reading and the publish
 pipeline), so it is an upper bound of the broker's own. Debian's python3-pika.
+
+--memory-only publishes with pipelined raw frames and confirms (an hour's
+delay each, so nothing comes due), prints the publish rate and the broker's
+memory per held message, and consumes nothing: how memory scales to
+millions of held messages.
 """
 import argparse
 import multiprocessing
@@ -94,6 +100,52 @@ def publish(port, n, min_delay, spread, size, persistent):
     c.close()
 
 
+def publish_raw(port, n, size, persistent):
+    """Pipelined publishes with confirms (frames from tests/e2e/chaos_frames.py)."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+    sys.path.insert(0, HERE)
+    import chaos_frames as F
+    from journal import Conn
+    c = Conn(port)
+    c.sock.sendall(F.method(1, "confirm.select", False))
+    c.expect("confirm.select-ok")
+    body = b"x" * size
+    frames = [F.method(1, "basic.publish", 0, "bench.delayed", "k", False, False) +
+              F.header_frame(1, size, {"delivery-mode": 2 if persistent else 1,
+                                       "headers": [("x-delay", "I", 3600000 + i)]}) +
+              F.body_frame(1, body) for i in range(1000)]
+    sent = confirmed = 0
+    while confirmed < n:
+        if sent < n and sent - confirmed < 20000:
+            batch = min(1000, n - sent)
+            c.sock.sendall(b"".join(frames[:batch]))
+            sent += batch
+            continue
+        _, _, payload = c.frame()
+        name, v = F.decode_method(payload)
+        if name == "basic.ack" and v[1]:
+            confirmed = max(confirmed, v[0])
+        elif name == "basic.ack":
+            confirmed = max(confirmed, v[0])  # Warren acks in order
+        elif name == "basic.nack":
+            raise RuntimeError("the broker nacked message %d" % v[0])
+    c.sock.close()
+
+
+def memory_only(a, port, proc):
+    rss0 = rss_kib(proc.pid)
+    t0 = time.time()
+    publish_raw(port, a.messages, a.size, a.persistent)
+    took = time.time() - t0
+    time.sleep(1)
+    rss1 = rss_kib(proc.pid)
+    print("held %d messages (%s, %d bytes) in %.1f s (%.0f msg/s, confirmed)"
+          % (a.messages, "persistent, durable exchange" if a.persistent else "transient",
+             a.size, took, a.messages / took))
+    print("broker RSS: %d KiB (+%d KiB, %.0f bytes per held message)"
+          % (rss1, rss1 - rss0, (rss1 - rss0) * 1024.0 / a.messages))
+
+
 def percentile(sorted_ms, p):
     return sorted_ms[min(len(sorted_ms) - 1, int(p / 100.0 * len(sorted_ms)))]
 
@@ -105,6 +157,7 @@ def main():
     ap.add_argument("--spread", type=float, default=10.0, help="seconds")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--persistent", action="store_true")
+    ap.add_argument("--memory-only", action="store_true")
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "src", "warren"))
     a = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
@@ -125,6 +178,9 @@ def main():
         ch.queue_declare("bench.delayed.q", durable=a.persistent)
         ch.queue_bind("bench.delayed.q", "bench.delayed", "k")
         c.close()
+        if a.memory_only:
+            memory_only(a, port, proc)
+            return 0
         rss0 = rss_kib(proc.pid)
         out, ready = multiprocessing.Queue(), multiprocessing.Event()
         consumer = multiprocessing.Process(target=consume, args=(port, a.messages, out, ready))
