@@ -26,14 +26,14 @@
 #define DELAY_BATCH     20000         /* due messages routed per timer callback */
 
 typedef struct delay_entry {
-    uint64_t due_ms; /* ms since the epoch */
+    uint64_t due_us; /* µs since the epoch */
     qentry_t e;      /* e.seq: arrival order; e.seg: where the journal keeps it (0: not kept) */
 } delay_entry_t;
 
 struct delay {
     exchange_t *x;
     const exchange_ops_t *inner; /* x-delayed-type */
-    delay_entry_t *heap;         /* a binary min-heap by (due_ms, seq) */
+    delay_entry_t *heap;         /* a binary min-heap by (due_us, seq) */
     uint32_t n, cap;
     uint64_t next_seq;
     uint32_t store_id;         /* durable: the id its journal records name */
@@ -43,8 +43,18 @@ struct delay {
     struct delay *prev, *next; /* broker.delays */
 };
 
-static uint64_t now_ms(void) {
-    return (uint64_t)(ev_now(broker.loop) * 1000.0);
+/* Times are kept in µs: rounding to ms would route up to 1 ms early or late. */
+
+/* The loop's time, for deciding what is due. */
+static uint64_t now_us(void) {
+    return (uint64_t)(ev_now(broker.loop) * 1e6);
+}
+
+/* The time a message arrives, for its due time: the clock itself, since
+ * ev_now may be a whole iteration old and nothing may be routed before its
+ * delay is over. */
+static uint64_t arrival_us(void) {
+    return (uint64_t)(ev_time() * 1e6);
 }
 
 /* ---- declaration ---------------------------------------------------------------- */
@@ -135,7 +145,7 @@ static void negate_delay_header(message_t *m) {
 /* ---- the heap ------------------------------------------------------------------------ */
 
 static bool before(const delay_entry_t *a, const delay_entry_t *b) {
-    return a->due_ms != b->due_ms ? a->due_ms < b->due_ms : a->e.seq < b->e.seq;
+    return a->due_us != b->due_us ? a->due_us < b->due_us : a->e.seq < b->e.seq;
 }
 
 static void sift_up(delay_entry_t *h, uint32_t i) {
@@ -194,8 +204,8 @@ static delay_entry_t heap_pop(struct delay *d) {
 static void arm(struct delay *d) {
     ev_timer_stop(broker.loop, &d->timer);
     if (d->n == 0) return;
-    uint64_t now = now_ms(), due = d->heap[0].due_ms;
-    ev_timer_set(&d->timer, due > now ? (double)(due - now) / 1000.0 : 0., 0.);
+    double after = (double)d->heap[0].due_us / 1e6 - ev_now(broker.loop);
+    ev_timer_set(&d->timer, after > 0. ? after : 0., 0.);
     ev_timer_start(broker.loop, &d->timer);
 }
 
@@ -230,8 +240,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     struct delay *d = w->data;
-    uint64_t now = now_ms();
-    for (uint32_t i = 0; i < DELAY_BATCH && d->n && d->heap[0].due_ms <= now; i++) {
+    uint64_t now = now_us();
+    for (uint32_t i = 0; i < DELAY_BATCH && d->n && d->heap[0].due_us <= now; i++) {
         delay_entry_t de = heap_pop(d);
         route_due(d, &de);
     }
@@ -246,7 +256,7 @@ static bool keep_hot(const struct delay *d, const message_t *m) {
 
 /* Add an entry; m may be NULL for a journaled one (its body stays on disk). */
 static bool hold_entry(struct delay *d, message_t *m, const qentry_t *at, uint64_t due) {
-    delay_entry_t de = {.due_ms = due};
+    delay_entry_t de = {.due_us = due};
     if (at) de.e = *at;
     de.e.seq = d->next_seq++;
     if (m && at && !keep_hot(d, m)) m = NULL;
@@ -273,7 +283,7 @@ bool delay_hold(exchange_t *x, message_t *m, uint64_t delay_ms, bool *journaled)
         stored_on_disk = true;
         *journaled = true;
     }
-    if (hold_entry(d, m, stored_on_disk ? &at : NULL, now_ms() + delay_ms)) return true;
+    if (hold_entry(d, m, stored_on_disk ? &at : NULL, arrival_us() + delay_ms * 1000)) return true;
     if (stored_on_disk) store_ack_id(d->store_id, true, &at);
     return false;
 }
@@ -371,7 +381,7 @@ void delay_index(exchange_t **by_id, uint32_t n) {
 
 void delay_recover(exchange_t *x, const qentry_t *at) {
     struct delay *d = x->delay;
-    uint64_t published_ms = now_ms();
+    uint64_t published_ms = now_us() / 1000;
     message_t *m = store_load_ts(at, &published_ms);
     uint64_t delay = 0;
     if (m) {
@@ -382,7 +392,7 @@ void delay_recover(exchange_t *x, const qentry_t *at) {
         if (headers.len && wn_table_get(headers, "x-delay", &v) && value_delay(&v, &ms))
             delay = (uint64_t)(ms < 0 ? -ms : ms);
     }
-    if (!hold_entry(d, m, at, published_ms + delay))
+    if (!hold_entry(d, m, at, (published_ms + delay) * 1000))
         log_error("out of memory recovering a delayed message of exchange '%s'", x->name);
     if (m) message_unref(m);
 }
