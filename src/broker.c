@@ -33,6 +33,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     /* The journal's records go out before the replies that depend on them. */
     do {
         queue_dispatch_all();
+        dedup_log_flush(); /* its syncs are requested before the journal's */
         store_flush();
         conn_flush_all();
     } while (broker.dispatch_list || broker.flush_list);
@@ -67,6 +68,7 @@ static void on_synced(void *ctx, uint64_t ticket, int err) {
 
 int broker_init(void) {
     broker.defs.fd = -1; /* nothing is recorded until the definitions are open */
+    broker.dedup_log.fd = -1;
     broker.next_queue_id = 1;
     broker.loop = ev_default_loop(EVFLAG_AUTO);
     broker.read_buf = malloc(BROKER_READ_BUF_SIZE);
@@ -81,7 +83,8 @@ int broker_init(void) {
     broker.store.closed = true; /* nothing is recorded until the journal is open */
     broker.syncer = syncer_new(broker.loop, on_synced, NULL, delay);
     if (!broker.syncer || definitions_open(&broker.defs, broker.cfg.data_dir) < 0 ||
-        store_open(&broker.store, broker.cfg.data_dir) < 0)
+        store_open(&broker.store, broker.cfg.data_dir) < 0 ||
+        dedup_log_open(&broker.dedup_log, broker.cfg.data_dir) < 0)
         return -1;
 
     listener_raise_fd_limit();
@@ -127,6 +130,7 @@ void broker_shutdown(const char *why) {
 void broker_free(void) {
     broker.defs.suspended = true; /* tearing down is not deleting */
     store_close(&broker.store);
+    dedup_log_close(&broker.dedup_log);
     auth_free(&broker.auth);
     vhost_free_all(&broker.vhosts);
     if (broker.syncer) syncer_free(broker.syncer);

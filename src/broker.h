@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "buffer.h"
 #include "config.h"
+#include "dedup_log.h"
 #include "definitions.h"
 #include "exchange.h"
 #include "memory.h"
@@ -59,6 +60,8 @@ typedef struct broker {
 
     definitions_t defs;           /* durable exchanges, queues, bindings on disk */
     store_t store;                /* persistent messages on disk */
+    dedup_log_t dedup_log;        /* deduplication caches of durable owners on disk */
+    struct delay *delays;         /* every delayed exchange (delay.h) */
     unsigned alarms;              /* ALARM_* raised (alarm.h) */
     ev_timer disk_timer;          /* free disk space checks */
     struct queue *flow_queues;    /* queues holding back their publishers (flow.h) */

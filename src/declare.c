@@ -9,6 +9,8 @@
 #include "args.h"
 #include "channel.h"
 #include "consumer.h"
+#include "dedup.h"
+#include "delay.h"
 #include "exchange.h"
 #include "expiry.h"
 #include "log.h"
@@ -60,6 +62,30 @@ static void reply(chan_t *ch, uint32_t id, bool no_wait) {
     chan_send_method(ch, &ok);
 }
 
+/* The arguments of a new exchange: a delayed exchange's x-delayed-type (406
+ * or, for an unknown type, 503 as the plugin) and deduplication's. */
+static bool check_new_exchange(chan_t *ch, const exchange_ops_t *ops,
+                               const wn_exchange_declare_t *m) {
+    const uint32_t id = WN_EXCHANGE_DECLARE;
+    char what[400], err[ERRLEN];
+    int code =
+        ops == &exchange_delayed_ops ? delay_check_declare(m->arguments, err, sizeof err) : 0;
+    if (code == WN_COMMAND_INVALID) {
+        conn_close(ch->conn, WN_COMMAND_INVALID, id, "%s", err);
+        return false;
+    }
+    if (code) {
+        chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
+        return false;
+    }
+    snprintf(what, sizeof what, "exchange '%.*s' in vhost '%s'", NAMEF(m->exchange), vh_name(ch));
+    if (dedup_check_args(m->arguments, what, err, sizeof err) < 0) {
+        chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
+        return false;
+    }
+    return true;
+}
+
 void declare_exchange(chan_t *ch, const wn_exchange_declare_t *m) {
     const uint32_t id = WN_EXCHANGE_DECLARE;
     char err[ERRLEN];
@@ -91,6 +117,8 @@ void declare_exchange(chan_t *ch, const wn_exchange_declare_t *m) {
     } else if (reserved_name(m->exchange)) {
         chan_error(ch, WN_ACCESS_REFUSED, id,
                    "exchange name '%.*s' contains reserved prefix 'amq.*'", NAMEF(m->exchange));
+        return;
+    } else if (!check_new_exchange(ch, ops, m)) {
         return;
     } else if (!exchange_create(ch->conn->vhost, m->exchange, ops, m->durable, m->auto_delete,
                                 m->internal, m->arguments)) {
@@ -132,7 +160,7 @@ static void apply_binding(chan_t *ch, exchange_t *src, queue_t *q, exchange_t *d
         if (b) binding_remove(b);
         return;
     }
-    if (src->ops->check_args(args, err, sizeof err) < 0)
+    if (src->route_ops->check_args(args, err, sizeof err) < 0)
         chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
     else if (!binding_add(src, q, dest, key, args))
         chan_error(ch, WN_INTERNAL_ERROR, id, "out of memory");
@@ -223,7 +251,8 @@ static bool check_queue_equivalent(chan_t *ch, const queue_t *q, const wn_queue_
     if (args_check_flag("durable", what, m->durable, q->durable, err, sizeof err) < 0 ||
         args_check_flag("auto_delete", what, m->auto_delete, q->auto_delete, err, sizeof err) < 0 ||
         args_check_equivalent(q->args, m->arguments, queue_equivalence_keys, what, err,
-                              sizeof err) < 0) {
+                              sizeof err) < 0 ||
+        dedup_check_equivalent(q->args, m->arguments, what, err, sizeof err) < 0) {
         chan_error(ch, WN_PRECONDITION_FAILED, WN_QUEUE_DECLARE, "%s", err);
         return false;
     }
@@ -268,7 +297,8 @@ void declare_queue(chan_t *ch, const wn_queue_declare_t *m) {
     } else {
         char what[400], err[ERRLEN];
         snprintf(what, sizeof what, "queue '%.*s' in vhost '%s'", NAMEF(name), vh_name(ch));
-        if (args_check_queue(m->arguments, what, err, sizeof err) < 0) {
+        if (args_check_queue(m->arguments, what, err, sizeof err) < 0 ||
+            dedup_check_args(m->arguments, what, err, sizeof err) < 0) {
             chan_error(ch, WN_PRECONDITION_FAILED, id, "%s", err);
             return;
         }

@@ -8,6 +8,7 @@
 #include "definitions.h"
 #include "broker.h"
 #include "buffer.h"
+#include "delay.h"
 #include "exchange.h"
 #include "log.h"
 #include "queue.h"
@@ -89,6 +90,7 @@ static void encode_exchange(buf_t *out, const exchange_t *x, bool declared) {
         wn_put8(&w, (uint8_t)(DEF_DURABLE | (x->auto_delete ? DEF_AUTO_DELETE : 0) |
                               (x->internal ? DEF_INTERNAL : 0)));
         wn_put_longstr(&w, x->args);
+        if (delay_store_id(x)) wn_put32(&w, delay_store_id(x)); /* delayed: its store id */
     }
     record_end(out, start, declared ? DEF_EXCHANGE_DECLARE : DEF_EXCHANGE_DELETE, &w);
 }
@@ -262,6 +264,14 @@ static bool args_ok(wn_bytes_t args) {
     return wn_table_validate(args.ptr, args.len) == 0;
 }
 
+/* A delayed exchange's store id, after its arguments (ids are never reused). */
+static void replay_store_id(wn_reader_t *r, exchange_t *x) {
+    uint32_t id = wn_reader_left(r) >= 4 ? wn_get32(r) : 0;
+    if (id == 0) id = broker.next_queue_id++;
+    if (id >= broker.next_queue_id) broker.next_queue_id = id + 1;
+    delay_set_store_id(x, id);
+}
+
 static bool replay_exchange(wn_reader_t *r, vhost_t *vh, wn_bytes_t name, bool declare) {
     exchange_t *x = exchange_find(vh, name);
     if (!declare) {
@@ -274,8 +284,9 @@ static bool replay_exchange(wn_reader_t *r, vhost_t *vh, wn_bytes_t name, bool d
     const exchange_ops_t *ops = exchange_type_find(type);
     if (r->err || !ops || !args_ok(args)) return false;
     if (x) return true;
-    return exchange_create(vh, name, ops, true, flags & DEF_AUTO_DELETE, flags & DEF_INTERNAL,
-                           args) != NULL;
+    x = exchange_create(vh, name, ops, true, flags & DEF_AUTO_DELETE, flags & DEF_INTERNAL, args);
+    if (x && ops == &exchange_delayed_ops) replay_store_id(r, x);
+    return x != NULL;
 }
 
 static bool replay_queue(wn_reader_t *r, vhost_t *vh, wn_bytes_t name, bool declare) {

@@ -8,6 +8,8 @@
 #include "exchange.h"
 #include "args.h"
 #include "broker.h"
+#include "dedup.h"
+#include "dedup_log.h"
 #include "definitions.h"
 #include "queue.h"
 #include "table.h"
@@ -20,10 +22,8 @@
 /* ---- types -------------------------------------------------------------- */
 
 static const exchange_ops_t *const exchange_types[] = {
-    &exchange_direct_ops,
-    &exchange_fanout_ops,
-    &exchange_topic_ops,
-    &exchange_headers_ops,
+    &exchange_direct_ops,  &exchange_fanout_ops,  &exchange_topic_ops,
+    &exchange_headers_ops, &exchange_delayed_ops,
 };
 
 const exchange_ops_t *exchange_type_find(wn_bytes_t type) {
@@ -56,6 +56,7 @@ exchange_t *exchange_create(vhost_t *vh, wn_bytes_t name, const exchange_ops_t *
     x->name[name.len] = '\0';
     x->name_len = (uint8_t)name.len;
     x->ops = ops;
+    x->route_ops = ops;
     x->durable = durable;
     x->auto_delete = auto_delete;
     x->internal = internal;
@@ -71,6 +72,8 @@ exchange_t *exchange_create(vhost_t *vh, wn_bytes_t name, const exchange_ops_t *
     }
     HASH_ADD_KEYPTR(hh, vh->exchanges, x->name, x->name_len, x);
     broker.topology_epoch++;
+    x->dedup = dedup_new(x->args);
+    if (x->dedup) dedup_set_owner(x->dedup, DEDUP_LOG_EXCHANGE, x);
     definitions_exchange(x, true);
     return x;
 }
@@ -84,6 +87,8 @@ void exchange_delete(exchange_t *x) {
         binding_remove(x->dest_bindings);
     HASH_DELETE(hh, x->vhost->exchanges, x);
     broker.topology_epoch++;
+    if (x->dedup) dedup_log_forget(DEDUP_LOG_EXCHANGE, x);
+    dedup_free(x->dedup);
     x->ops->destroy(x);
     free(x->name);
     free((void *)x->args.ptr);
@@ -128,8 +133,13 @@ int exchange_check_equivalent(const exchange_t *x, const exchange_ops_t *ops, bo
         args_check_flag("auto_delete", what, auto_delete, x->auto_delete, err, errlen) < 0 ||
         args_check_flag("internal", what, internal, x->internal, err, errlen) < 0)
         return -1;
+    /* RabbitMQ compares alternate-exchange; Warren also compares what makes
+     * a delayed or deduplicating exchange behave as it does. */
     static const char *const keys[] = {"alternate-exchange", NULL};
-    return args_check_equivalent(x->args, args, keys, what, err, errlen);
+    static const char *const delayed_keys[] = {"alternate-exchange", "x-delayed-type", NULL};
+    if (args_check_equivalent(x->args, args, x->delay ? delayed_keys : keys, what, err, errlen) < 0)
+        return -1;
+    return dedup_check_equivalent(x->args, args, what, err, errlen);
 }
 
 /* ---- bindings ------------------------------------------------------------------ */

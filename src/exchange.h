@@ -69,7 +69,10 @@ typedef struct exchange_ops {
 } exchange_ops_t;
 
 extern const exchange_ops_t exchange_direct_ops, exchange_fanout_ops, exchange_topic_ops,
-    exchange_headers_ops;
+    exchange_headers_ops, exchange_delayed_ops;
+
+struct delay;
+struct dedup;
 
 typedef struct exchange {
     char *name;
@@ -78,11 +81,15 @@ typedef struct exchange {
     bool is_default; /* "": routes to the queue named by the routing key */
     bool builtin;    /* "" and amq.*: cannot be deleted */
     const exchange_ops_t *ops;
-    wn_bytes_t args;          /* owned */
-    wn_bytes_t alternate;     /* alternate-exchange argument (points into args) */
-    void *index;              /* the type's index of bindings */
-    binding_t *bindings;      /* as source */
-    binding_t *dest_bindings; /* as destination */
+    const exchange_ops_t *route_ops; /* whose rules route and check bindings: ops, or a
+                                        delayed exchange's x-delayed-type */
+    struct delay *delay;             /* x-delayed-message: held messages (delay.h) */
+    struct dedup *dedup;             /* x-message-deduplication (dedup.h) */
+    wn_bytes_t args;                 /* owned */
+    wn_bytes_t alternate;            /* alternate-exchange argument (points into args) */
+    void *index;                     /* the type's index of bindings */
+    binding_t *bindings;             /* as source */
+    binding_t *dest_bindings;        /* as destination */
     uint32_t nbindings;
     uint64_t route_mark; /* visited during the current routing */
     struct vhost *vhost;

@@ -18,6 +18,8 @@
 #include "broker.h"
 #include "channel.h"
 #include "consumer.h"
+#include "dedup.h"
+#include "delay.h"
 #include "exchange.h"
 #include "flow.h"
 #include "log.h"
@@ -213,6 +215,15 @@ static bool push_journaled(message_t *msg, queue_t *const *qs, uint32_t n) {
     return ok;
 }
 
+static uint64_t now_ms(void) {
+    return (uint64_t)(ev_now(broker.loop) * 1000.0);
+}
+
+/* A queue that deduplicates drops a message it has seen: routed, not enqueued. */
+static bool queue_takes(queue_t *q, const message_t *msg) {
+    return !q->dedup || !dedup_seen(q->dedup, msg, now_ms(), store_wanted(q, msg));
+}
+
 bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journaled) {
     queue_t *durable[JOURNAL_BATCH];
     uint32_t nd = 0;
@@ -220,6 +231,7 @@ bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journ
 
     for (uint32_t i = 0; i < n; i++) {
         queue_t *q = qs[i];
+        if (!queue_takes(q, msg)) continue;
         if (store_wanted(q, msg)) {
             durable[nd++] = q;
             if (nd == JOURNAL_BATCH) {
@@ -240,19 +252,43 @@ bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journ
     return stored;
 }
 
+uint32_t publish_route(exchange_t *x, message_t *msg, conn_t *c, bool *stored, bool *journaled) {
+    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+    exchange_route(x, &rm, &broker.route_result);
+    *stored &= publish_enqueue(msg, broker.route_result.queues, broker.route_result.n, journaled);
+    for (uint32_t i = 0; c && i < broker.route_result.n; i++)
+        flow_published_to(c, broker.route_result.queues[i]);
+    return broker.route_result.n;
+}
+
+/* A message for a delayed exchange. A mandatory one that would route nowhere
+ * now is returned now: when it is due its publisher may be gone. */
+static bool hold_delayed(chan_t *ch, exchange_t *x, message_t *msg, uint64_t delay, bool mandatory,
+                         bool *journaled) {
+    if (mandatory) {
+        route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+        exchange_route(x, &rm, &broker.route_result);
+        if (broker.route_result.n == 0) {
+            send_return(ch, msg);
+            return true;
+        }
+    }
+    return delay_hold(x, msg, delay, journaled);
+}
+
 /* Route and enqueue; returns false if the message could not be stored, and
  * sets *journaled if a confirm must wait for the journal. */
 static bool deliver_message(chan_t *ch, message_t *msg, bool mandatory, bool *journaled) {
     exchange_t *x = publish_exchange(ch, message_exchange(msg));
-    route_msg_t rm = {message_routing_key(msg), message_headers(msg), message_bcc(msg)};
+    bool stored = true;
 
     if (!x) return true; /* deleted since the publish was accepted: unroutable */
-    exchange_route(x, &rm, &broker.route_result);
-    bool stored =
-        publish_enqueue(msg, broker.route_result.queues, broker.route_result.n, journaled);
-    for (uint32_t i = 0; i < broker.route_result.n; i++)
-        flow_published_to(ch->conn, broker.route_result.queues[i]);
-    if (broker.route_result.n == 0 && mandatory) send_return(ch, msg);
+    /* A duplicate is dropped before any routing, confirmed, and never returned:
+     * the copy it repeats was accepted. */
+    if (x->dedup && dedup_seen(x->dedup, msg, now_ms(), msg->delivery_mode == 2)) return true;
+    uint64_t delay = x->delay ? delay_of(msg) : 0;
+    if (delay) return hold_delayed(ch, x, msg, delay, mandatory, journaled);
+    if (publish_route(x, msg, ch->conn, &stored, journaled) == 0 && mandatory) send_return(ch, msg);
     return stored;
 }
 

@@ -8,10 +8,12 @@
 #include "frame.h"
 #include "methods.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct chan;
 struct conn;
+struct exchange;
 struct message;
 struct queue;
 
@@ -34,6 +36,14 @@ void publish_flush_confirms(struct conn *c);
 /* The journal's flushes up to `flush` are on stable storage: send the
  * confirms and commit-oks that waited for them. */
 void publish_durable(uint64_t flush);
+/* Route msg from x and push it onto every queue it reaches (journaled first
+ * for durable queues when persistent), as a publish by connection c does (c
+ * NULL: no publisher to hold back, as when a delayed message is due); a
+ * deduplicating queue that has seen it routes it but does not enqueue it.
+ * Returns how many queues it was routed to; clears *stored if a queue could
+ * not take it and sets *journaled if a confirm must wait for the journal. */
+uint32_t publish_route(struct exchange *x, struct message *msg, struct conn *c, bool *stored,
+                       bool *journaled);
 /* The channel is going away: drop a half-assembled message and tx state. */
 void publish_channel_closed(struct chan *ch);
 

@@ -10,6 +10,7 @@
 #include "connection.h"
 #include "consumer.h"
 #include "dead_letter.h"
+#include "dedup.h"
 #include "definitions.h"
 #include "exchange.h"
 #include "expiry.h"
@@ -75,6 +76,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     vh->nqueues++;
     definitions_queue(q, true);
     expiry_queue_created(q);
+    dedup_queue_attach(q);
     return q;
 }
 
@@ -103,6 +105,7 @@ uint32_t queue_delete(queue_t *q) {
     HASH_DELETE(hh, q->vhost->queues, q);
     broker.topology_epoch++;
     q->vhost->nqueues--;
+    dedup_queue_detach(q);
     queue_unref(q);
     return n;
 }

@@ -75,6 +75,7 @@ typedef struct queue {
     wn_bytes_t args;           /* owned */
     struct vhost *vhost;
     uint32_t durable_id; /* durable queues: the id the journal knows it by; 0 otherwise */
+    struct dedup *dedup; /* x-message-deduplication (dedup.h) */
 
     qentry_t *ring; /* ready messages, ordered by seq */
     uint32_t head, count, cap;

@@ -10,6 +10,7 @@
 #include "store.h"
 #include "alarm.h"
 #include "broker.h"
+#include "dedup_log.h"
 #include "log.h"
 #include "publish.h"
 #include "record.h"
@@ -165,6 +166,9 @@ static void write_failed(store_t *s, int err) {
 static bool flush_out(store_t *s) {
     segment_t *g = seg_current(s);
     if (!g || buf_pending(&s->out) == 0) return true;
+    /* Deduplication values first: their sync is requested before this one's,
+     * so they are durable when the confirms that wait for it go out. */
+    dedup_log_flush();
     while (buf_pending(&s->out) > 0) {
         ssize_t n = write(g->fd, buf_head(&s->out), buf_pending(&s->out));
         if (n < 0 && errno == EINTR) continue;
@@ -259,6 +263,14 @@ segment_t *store_append(store_t *s, uint8_t type, const record_part_t *parts, in
 }
 
 bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at) {
+    uint32_t ids[64];
+    if (n > 64) n = 64; /* more durable queues than this are written as several records */
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = qs[i]->durable_id;
+    return store_write_msg_ids(m, ids, n, at);
+}
+
+bool store_write_msg_ids(message_t *m, const uint32_t *ids, uint32_t n, qentry_t *at) {
     store_t *s = &broker.store;
     /* priority, timestamp, queue count, queue ids, exchange, routing key, props length */
     uint8_t head[1 + 8 + 2 + 4 * 64 + 256 + 256 + 4];
@@ -274,7 +286,7 @@ bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at)
     head[h++] = (uint8_t)(n >> 8);
     head[h++] = (uint8_t)n;
     for (uint32_t i = 0; i < n; i++, h += 4)
-        wn_store32(head + h, qs[i]->durable_id);
+        wn_store32(head + h, ids[i]);
     head[h++] = m->exchange_len;
     memcpy(head + h, message_exchange(m).ptr, m->exchange_len);
     h += m->exchange_len;
@@ -299,10 +311,10 @@ bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at)
 }
 
 /* An ACK or DELIVERED record: queue id, segment, offset. */
-static void write_ref(store_t *s, uint8_t type, const queue_t *q, const qentry_t *e) {
+static void write_ref(store_t *s, uint8_t type, uint32_t id, const qentry_t *e) {
     uint8_t p[12];
     uint32_t off;
-    wn_store32(p, q->durable_id);
+    wn_store32(p, id);
     wn_store32(p + 4, e->seg);
     wn_store32(p + 8, e->off);
     record_part_t part = {p, sizeof p};
@@ -311,9 +323,13 @@ static void write_ref(store_t *s, uint8_t type, const queue_t *q, const qentry_t
 }
 
 void store_ack(queue_t *q, const qentry_t *e) {
+    store_ack_id(q->durable_id, !q->deleted, e);
+}
+
+void store_ack_id(uint32_t id, bool record, const qentry_t *e) {
     store_t *s = &broker.store;
     if (!e->seg || s->closed) return;
-    if (!q->deleted) write_ref(s, REC_ACK, q, e);
+    if (record) write_ref(s, REC_ACK, id, e);
     segment_t *g = store_seg_find(s, e->seg);
     if (!g || g->live == 0) return;
     g->live_bytes -= g->live_bytes < e->len ? g->live_bytes : e->len;
@@ -323,7 +339,7 @@ void store_ack(queue_t *q, const qentry_t *e) {
 void store_delivered(queue_t *q, const qentry_t *e) {
     store_t *s = &broker.store;
     if (!e->seg || s->closed || q->deleted) return;
-    write_ref(s, REC_DELIVERED, q, e);
+    write_ref(s, REC_DELIVERED, q->durable_id, e);
 }
 
 /* ---- reading back ------------------------------------------------------------------- */
@@ -339,7 +355,8 @@ static bool scratch_room(store_t *s, size_t n) {
 
 /* The bytes of a record: from the file, or from the buffer if not written yet. */
 const uint8_t *store_read_record(store_t *s, segment_t *g, const qentry_t *e) {
-    if (g == seg_current(s) && (uint64_t)e->off + e->len > s->cur_written) {
+    /* (While recovering, every segment is read from its file.) */
+    if (!s->closed && g == seg_current(s) && (uint64_t)e->off + e->len > s->cur_written) {
         uint64_t at = e->off - s->cur_written;
         if (e->off < s->cur_written || at + e->len > buf_pending(&s->out)) return NULL;
         return buf_head(&s->out) + at;
@@ -350,7 +367,7 @@ const uint8_t *store_read_record(store_t *s, segment_t *g, const qentry_t *e) {
 }
 
 /* A message from a MSG or MOVED record. */
-static message_t *decode_msg(const record_t *rec) {
+static message_t *decode_msg(const record_t *rec, uint64_t *published_ms) {
     wn_reader_t r;
     wn_basic_props_t props = {.flags = WN_BASIC_DELIVERY_MODE_FLAG | WN_BASIC_PRIORITY_FLAG,
                               .delivery_mode = 2};
@@ -358,7 +375,8 @@ static message_t *decode_msg(const record_t *rec) {
     wn_reader_init(&r, rec->payload, rec->len);
     if (moved) wn_get_bytes(&r, MOVED_PREFIX);
     props.priority = wn_get8(&r);
-    wn_get64(&r); /* timestamp */
+    uint64_t ts = wn_get64(&r);
+    if (published_ms) *published_ms = ts;
     uint16_t nq = wn_get16(&r);
     wn_get_bytes(&r, (size_t)nq * (moved ? 5 : 4));
     wn_bytes_t exchange = wn_get_shortstr(&r);
@@ -373,6 +391,10 @@ static message_t *decode_msg(const record_t *rec) {
 }
 
 message_t *store_load(const qentry_t *e) {
+    return store_load_ts(e, NULL);
+}
+
+message_t *store_load_ts(const qentry_t *e, uint64_t *published_ms) {
     store_t *s = &broker.store;
     segment_t *g = store_seg_find(s, e->seg);
     record_t rec;
@@ -380,7 +402,7 @@ message_t *store_load(const qentry_t *e) {
     message_t *m = NULL;
     if (p && record_check(p, e->len, STORE_MAX_RECORD, &rec) == (long)e->len &&
         (rec.type == REC_MSG || rec.type == REC_MOVED))
-        m = decode_msg(&rec);
+        m = decode_msg(&rec, published_ms);
     if (!m)
         log_error("cannot read the message at %08" PRIu32 ".seg offset %" PRIu32
                   " back from the journal; it is dropped",

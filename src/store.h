@@ -77,15 +77,22 @@ static inline bool store_wanted(const queue_t *q, const message_t *m) {
 /* Append a MSG record for m naming these durable queues; fills *at with where
  * it is. false if it could not be buffered (the message is then not stored). */
 bool store_write_msg(message_t *m, queue_t *const *qs, uint32_t n, qentry_t *at);
+/* The same for owners named by their store ids (a durable delayed exchange's
+ * id comes from the queue id space, delay.h). */
+bool store_write_msg_ids(message_t *m, const uint32_t *ids, uint32_t n, qentry_t *at);
 
 /* The message of a stored entry left its queue: recorded unless the queue
  * itself is gone, and counted off its segment. Nothing for unstored entries. */
 void store_ack(queue_t *q, const qentry_t *e);
+/* The same by store id: `record` false when the owner itself is gone. */
+void store_ack_id(uint32_t id, bool record, const qentry_t *e);
 /* A stored entry is being delivered for the first time. */
 void store_delivered(queue_t *q, const qentry_t *e);
 
 /* Read a stored entry's message back from disk; NULL (logged) if it cannot. */
 message_t *store_load(const qentry_t *e);
+/* The same, with the record's publish time (ms since the epoch). */
+message_t *store_load_ts(const qentry_t *e, uint64_t *published_ms);
 
 /* The flush that will carry every record appended so far: it is durable once
  * store.durable_flush reaches it. */

@@ -10,6 +10,7 @@
 #include "broker.h"
 #include "connection.h"
 #include "consumer.h"
+#include "delay.h"
 #include "log.h"
 #include "record.h"
 #include "store.h"
@@ -29,7 +30,7 @@
  * nor the later segments whose acks refer to it. */
 
 typedef struct live_ref {
-    queue_t *q;
+    uint32_t id; /* the queue's durable id, or a delayed exchange's store id */
     qentry_t *e;
     bool delivered;
 } live_ref_t;
@@ -41,10 +42,9 @@ typedef struct compaction {
     bool oom;
 } compaction_t;
 
-static void compact_visit(queue_t *q, qentry_t *e, bool delivered, void *ctx) {
-    compaction_t *c = ctx;
+static void compact_add(uint32_t id, qentry_t *e, bool delivered, compaction_t *c) {
     segment_t *g = e->seg ? store_seg_find(c->s, e->seg) : NULL;
-    if (!g || !g->compacting || q->deleted) return;
+    if (!g || !g->compacting) return;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
         live_ref_t *r = realloc(c->refs, cap * sizeof *r);
@@ -55,7 +55,15 @@ static void compact_visit(queue_t *q, qentry_t *e, bool delivered, void *ctx) {
         c->refs = r;
         c->cap = cap;
     }
-    c->refs[c->n++] = (live_ref_t){q, e, delivered};
+    c->refs[c->n++] = (live_ref_t){id, e, delivered};
+}
+
+static void compact_visit(queue_t *q, qentry_t *e, bool delivered, void *ctx) {
+    if (!q->deleted) compact_add(q->durable_id, e, delivered, ctx);
+}
+
+static void compact_visit_delayed(uint32_t store_id, qentry_t *e, void *ctx) {
+    compact_add(store_id, e, false, ctx);
 }
 
 static int cmp_ref(const void *a, const void *b) {
@@ -94,7 +102,7 @@ static void compact_one(store_t *s, live_ref_t *refs, size_t n) {
     head[h++] = (uint8_t)(n >> 8);
     head[h++] = (uint8_t)n;
     for (size_t i = 0; i < n; i++, h += 5) {
-        wn_store32(head + h, refs[i].q->durable_id);
+        wn_store32(head + h, refs[i].id);
         head[h + 4] = refs[i].delivered ? 1 : 0;
     }
     /* The rest (names, properties, body) is copied as it is; it lives in the
@@ -150,6 +158,7 @@ void store_compact(store_t *s) {
     for (conn_t *conn = broker.conns; conn; conn = conn->next)
         for (uint32_t i = 0; i < conn->nchans; i++)
             if (conn->chans[i]) consumer_each_unacked(conn->chans[i], compact_visit, &c);
+    delay_each_stored(compact_visit_delayed, &c);
     uint32_t picked = 0;
     for (uint32_t i = 0; i < s->nsegs; i++)
         picked += s->segs[i].compacting;

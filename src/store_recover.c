@@ -8,6 +8,7 @@
  */
 #include "broker.h"
 #include "expiry.h"
+#include "delay.h"
 #include "log.h"
 #include "record.h"
 #include "store.h"
@@ -40,7 +41,8 @@ typedef struct recovery {
     store_t *s;
     rentry_t *tab;
     size_t cap, n;
-    queue_t **queues; /* by durable id - 1, up to nqueues */
+    queue_t **queues;     /* by durable id - 1, up to nqueues */
+    exchange_t **delayed; /* durable delayed exchanges, by store id - 1 (delay.h) */
     uint32_t nqueues;
     uint32_t seg; /* being scanned */
     segment_t *g;
@@ -112,6 +114,15 @@ static queue_t *rqueue(recovery_t *rc, uint32_t qid) {
     return qid && qid <= rc->nqueues ? rc->queues[qid - 1] : NULL;
 }
 
+static exchange_t *rdelayed(recovery_t *rc, uint32_t id) {
+    return id && id <= rc->nqueues ? rc->delayed[id - 1] : NULL;
+}
+
+/* Does a record's id name something that still exists? */
+static bool rknown(recovery_t *rc, uint32_t id) {
+    return rqueue(rc, id) || rdelayed(rc, id);
+}
+
 static void rdel(recovery_t *rc, rentry_t *e);
 
 /* MSG: an entry for each named queue. MOVED: the same, each taking over the
@@ -147,7 +158,7 @@ static void recover_msg(recovery_t *rc, const record_t *rec) {
     for (uint16_t i = 0; i < nq && !r.err; i++) {
         e.qid = wn_get32(&r);
         uint32_t delivered = moved && (wn_get8(&r) & 1) ? RENTRY_DELIVERED : 0;
-        if (r.err || !rqueue(rc, e.qid)) continue;
+        if (r.err || !rknown(rc, e.qid)) continue;
         if (moved && rc->cap) {
             rentry_t *old = rfind(rc, e.qid, from_seg, from_off);
             if (old->qid) {
@@ -158,7 +169,9 @@ static void recover_msg(recovery_t *rc, const record_t *rec) {
         rentry_t put = e;
         bool early;
         put.len |= delivered;
-        put.at = expiry_of(rqueue(rc, e.qid), published, has_msg_ttl, msg_ms, &early);
+        queue_t *q = rqueue(rc, e.qid); /* NULL: held by a delayed exchange, no TTL */
+        put.at = q ? expiry_of(q, published, has_msg_ttl, msg_ms, &early) : EXPIRY_NEVER;
+        if (!q) early = false;
         if (early) put.at |= RENTRY_EARLY;
         rput(rc, &put);
     }
@@ -261,11 +274,13 @@ static int list_segments(store_t *s, uint32_t **out, uint32_t *n) {
     return 0;
 }
 
-/* Every durable queue, by id. */
+/* Every durable queue and durable delayed exchange, by id. */
 static int index_queues(recovery_t *rc) {
     rc->nqueues = broker.next_queue_id;
     rc->queues = calloc(rc->nqueues ? rc->nqueues : 1, sizeof *rc->queues);
-    if (!rc->queues) return -1;
+    rc->delayed = calloc(rc->nqueues ? rc->nqueues : 1, sizeof *rc->delayed);
+    if (!rc->queues || !rc->delayed) return -1;
+    delay_index(rc->delayed, rc->nqueues);
     for (vhost_t *vh = broker.vhosts.vhosts; vh; vh = vh->next) {
         queue_t *q, *tmp;
         HASH_ITER(hh, vh->queues, q, tmp) {
@@ -293,12 +308,21 @@ static size_t recover_into_queues(recovery_t *rc) {
         qentry_t e = {.seg = r->seg, .off = r->off, .len = r->len & ~RENTRY_DELIVERED};
         if (r->len & RENTRY_DELIVERED) e.flags = QENTRY_REDELIVERED;
         segment_t *g = store_seg_find(rc->s, r->seg);
+        exchange_t *x = rdelayed(rc, r->qid);
+        if (!g) continue;
+        g->live++; /* counted first: a delayed message may be read back at once */
+        g->live_bytes += e.len;
+        if (x) {
+            delay_recover(x, &e);
+            continue;
+        }
         queue_t *q = rqueue(rc, r->qid);
-        if (g && queue_push(q, NULL, &e)) {
-            g->live++;
-            g->live_bytes += e.len;
+        if (queue_push(q, NULL, &e)) {
             if (r->at != EXPIRY_NEVER)
                 expiry_restore(q, q->count - 1, r->at & ~RENTRY_EARLY, (r->at & RENTRY_EARLY) != 0);
+        } else {
+            g->live--;
+            g->live_bytes -= e.len;
         }
     }
     return n;
@@ -333,5 +357,6 @@ out:
     free(nos);
     free(rc.tab);
     free(rc.queues);
+    free(rc.delayed);
     return rc_;
 }
