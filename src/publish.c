@@ -22,6 +22,7 @@
 #include "delay.h"
 #include "exchange.h"
 #include "flow.h"
+#include "limits.h"
 #include "log.h"
 #include "message.h"
 #include "queue.h"
@@ -232,6 +233,10 @@ bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journ
     for (uint32_t i = 0; i < n; i++) {
         queue_t *q = qs[i];
         if (!queue_takes(q, msg)) continue;
+        if (!limits_admit(q, msg)) {
+            stored = false; /* refused (x-overflow reject-publish): a confirm is a nack */
+            continue;
+        }
         if (store_wanted(q, msg)) {
             durable[nd++] = q;
             if (nd == JOURNAL_BATCH) {
@@ -249,6 +254,8 @@ bool publish_enqueue(message_t *msg, queue_t *const *qs, uint32_t n, bool *journ
         stored &= push_journaled(msg, durable, nd);
         *journaled = true;
     }
+    for (uint32_t i = 0; i < n; i++)
+        limits_enforce(qs[i]);
     return stored;
 }
 

@@ -15,6 +15,7 @@
 #include "exchange.h"
 #include "expiry.h"
 #include "flow.h"
+#include "limits.h"
 #include "log.h"
 #include "ring.h"
 #include "store.h"
@@ -67,6 +68,7 @@ queue_t *queue_create(vhost_t *vh, wn_bytes_t name, bool durable, bool exclusive
     q->refs = 1;
     q->next_seq = 1;
     queue_read_args(q);
+    limits_read_args(q);
     if (q->owner) {
         q->owner_next = owner->exclusive_queues;
         owner->exclusive_queues = q;
@@ -144,7 +146,14 @@ static bool queue_grow(queue_t *q) {
 #define QUEUE_HOT_COUNT 1024
 #define QUEUE_HOT_BYTES (8u << 20)
 
+/* A ready entry's body bytes: a message waiting on disk counts its record's
+ * size (the body and a little more), known without reading it. */
+static uint64_t entry_bytes(const qentry_t *e) {
+    return e->msg ? e->msg->body_len : e->len;
+}
+
 static void hot_add(queue_t *q, const qentry_t *e, int sign) {
+    q->ready_bytes += (uint64_t)(int64_t)sign * entry_bytes(e);
     if (!e->msg) return;
     q->hot += (uint32_t)sign;
     q->hot_bytes += (uint64_t)sign * e->msg->body_len;
@@ -156,11 +165,13 @@ bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
     *e = at ? *at : (qentry_t){0};
     e->seq = q->next_seq++;
     e->msg = NULL;
-    if (m && (!e->seg || (q->hot < QUEUE_HOT_COUNT && q->hot_bytes < QUEUE_HOT_BYTES))) {
+    /* A queue limited in bytes holds no more than its limit: all in memory. */
+    if (m && (!e->seg || q->max_bytes != LIMIT_NONE ||
+              (q->hot < QUEUE_HOT_COUNT && q->hot_bytes < QUEUE_HOT_BYTES))) {
         e->msg = m;
         message_ref(m);
-        hot_add(q, e, 1);
     }
+    hot_add(q, e, 1);
     expiry_pushed(q, q->count - 1, m);
     flow_queue_pushed(q);
     return true;
@@ -175,11 +186,13 @@ static void queue_drop(queue_t *q, const qentry_t *e) {
 /* Put a delivered message back where its sequence number belongs. Requeued
  * messages are almost always older than everything ready, so the common
  * case is a push at the head. */
-void queue_requeue(queue_t *q, const qentry_t *e, uint64_t expires) {
+void queue_requeue(queue_t *q, const qentry_t *returned, uint64_t expires) {
+    qentry_t entry = *returned, *e = &entry;
     if (q->deleted || (q->count == q->cap && !queue_grow(q))) {
         queue_drop(q, e);
         return;
     }
+    if (!limits_returned(q, e)) return; /* past x-delivery-limit: dead-lettered */
     uint32_t lo = 0, hi = q->count;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
@@ -225,7 +238,10 @@ bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires, bool get) {
             continue;
         }
         if (!out->msg) out->msg = store_load(out);
-        if (out->msg) break;
+        if (out->msg) {
+            limits_mark_delivery(q, out);
+            break;
+        }
         queue_drop(q, out); /* unreadable (logged): nothing else can be done with it */
     }
     *expires = at;

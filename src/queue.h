@@ -83,8 +83,12 @@ typedef struct queue {
     uint32_t hot;       /* ready entries whose message is in memory... */
     uint64_t hot_bytes; /* ...and their body bytes */
     uint32_t unacked;
-    uint32_t ndead;        /* QENTRY_DEAD entries still in the ring (counted in count) */
-    struct expiry *expiry; /* TTL and x-expires state (expiry.h); NULL if never needed */
+    uint32_t ndead;              /* QENTRY_DEAD entries still in the ring (counted in count) */
+    uint64_t ready_bytes;        /* body bytes of the ready messages (limits.h) */
+    uint64_t max_len, max_bytes; /* x-max-length, x-max-length-bytes; LIMIT_NONE if unset */
+    uint64_t delivery_limit;     /* x-delivery-limit; LIMIT_NONE if unset */
+    uint8_t overflow;            /* x-overflow (limits.h's overflow_t) */
+    struct expiry *expiry;       /* TTL and x-expires state (expiry.h); NULL if never needed */
 
     consumer_t *consumers, *consumers_tail;
     consumer_t *active; /* single-active-consumer queues: the one being delivered to */
