@@ -225,8 +225,12 @@ uint64_t expiry_of(const queue_t *q, uint64_t since, bool has_msg_ttl, uint64_t 
                    bool *early) {
     int64_t ttl = q->expiry ? q->expiry->msg_ttl : -1;
     uint64_t at = ttl >= 0 ? since + (uint64_t)ttl : EXPIRY_NEVER;
-    *early = has_msg_ttl && since + msg_ms < at;
-    return *early ? since + msg_ms : at;
+    bool shorter = has_msg_ttl && since + msg_ms < at;
+    if (shorter) at = since + msg_ms;
+    /* In a priority queue the ring is not in arrival order: any entry may
+     * expire before those ahead of it. */
+    *early = shorter || (q->max_priority && at != EXPIRY_NEVER);
+    return at;
 }
 
 void expiry_restore(queue_t *q, uint32_t i, uint64_t at, bool early) {
@@ -249,14 +253,21 @@ void expiry_pushed(queue_t *q, uint32_t i, const message_t *m) {
     expiry_restore(q, i, at, early);
 }
 
-void expiry_requeued(queue_t *q, uint32_t i, uint64_t at) {
+void expiry_inserted(queue_t *q, uint32_t i, bool front, uint64_t at) {
     expiry_t *x = q->expiry;
     if (!x || !x->at) return;
-    /* Entries after it moved up one slot, as in the ring (at the head, the
-     * head moved back instead). */
-    for (uint32_t j = i ? q->count - 1 : 0; j > i; j--)
-        x->at[queue_slot(q, j)] = x->at[queue_slot(q, j - 1)];
+    if (front) {
+        for (uint32_t j = 0; j < i; j++)
+            x->at[queue_slot(q, j)] = x->at[queue_slot(q, j + 1)];
+    } else {
+        for (uint32_t j = q->count - 1; j > i; j--)
+            x->at[queue_slot(q, j)] = x->at[queue_slot(q, j - 1)];
+    }
     track(q, x, i, at);
+}
+
+void expiry_requeued(queue_t *q, uint32_t i, bool front, uint64_t at) {
+    expiry_inserted(q, i, front, at);
 }
 
 /* ---- expiring -------------------------------------------------------------------- */

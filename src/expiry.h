@@ -72,8 +72,12 @@ uint64_t expiry_of(const queue_t *q, uint64_t since, bool has_msg_ttl, uint64_t 
                    bool *early);
 /* Entry i (recovered from the journal) expires at `at`. */
 void expiry_restore(queue_t *q, uint32_t i, uint64_t at, bool early);
+/* An entry was just inserted at i, expiring at `at`: the entries before it
+ * moved back one slot (front: the head moved back) or those after it moved
+ * up one, as in the ring. */
+void expiry_inserted(queue_t *q, uint32_t i, bool front, uint64_t at);
 /* Entry i was just put back with the expiry time it had. */
-void expiry_requeued(queue_t *q, uint32_t i, uint64_t at);
+void expiry_requeued(queue_t *q, uint32_t i, bool front, uint64_t at);
 /* Entry `from` moved to position `to` (the ring squeezed out dead slots). */
 void expiry_moved(queue_t *q, uint32_t from, uint32_t to);
 /* When the head entry expires. */

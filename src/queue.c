@@ -37,6 +37,8 @@ queue_t *queue_find(vhost_t *vh, wn_bytes_t name) {
 static void queue_read_args(queue_t *q) {
     wn_value_t v;
     int64_t n;
+    if (wn_table_get(q->args, "x-max-priority", &v) && wn_value_as_int(&v, &n) && n > 0)
+        q->max_priority = n > 255 ? 255 : (uint8_t)n;
     if (wn_table_get(q->args, "x-single-active-consumer", &v) && v.type == WN_FIELD_BOOL)
         q->single_active = v.v.b;
     if (wn_table_get(q->args, "x-consumer-timeout", &v) && wn_value_as_int(&v, &n) && n > 0)
@@ -159,11 +161,63 @@ static void hot_add(queue_t *q, const qentry_t *e, int sign) {
     q->hot_bytes += (uint64_t)sign * e->msg->body_len;
 }
 
-bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
+/* Where an entry with this seq belongs: the first position whose seq is not
+ * smaller (the ring is ordered by seq). */
+static uint32_t ring_place(const queue_t *q, uint64_t seq) {
+    uint32_t lo = 0, hi = q->count;
+    if (q->count == 0 || queue_at(q, q->count - 1)->seq < seq) return q->count;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (queue_at(q, mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Make room at position i (the ring has a free slot), moving the shorter
+ * side: the entries before it back a slot (*front, the head moves back), or
+ * those after it up one. */
+static qentry_t *ring_open(queue_t *q, uint32_t i, bool *front) {
+    *front = i < q->count - i;
+    if (*front) {
+        q->head = (q->head - 1) & (q->cap - 1);
+        for (uint32_t j = 0; j < i; j++)
+            *ring_at(q, j) = *ring_at(q, j + 1);
+    } else {
+        for (uint32_t j = q->count; j > i; j--)
+            *ring_at(q, j) = *ring_at(q, j - 1);
+    }
+    q->count++;
+    return ring_at(q, i);
+}
+
+/* Priority queues (x-max-priority) keep the ring ordered by seq too: a
+ * message's priority (0 without one, capped at the maximum) is the top byte
+ * of its seq, inverted, so higher priorities come first and arrival order
+ * holds within one. */
+#define SEQ_PRIORITY_SHIFT 56
+
+static uint64_t queue_new_seq(queue_t *q, const message_t *m) {
+    uint64_t n = q->next_seq++;
+    if (!q->max_priority) return n;
+    uint8_t p = m && m->priority < q->max_priority ? m->priority : q->max_priority;
+    if (!m) p = 0;
+    return (uint64_t)(255 - p) << SEQ_PRIORITY_SHIFT | n;
+}
+
+bool queue_push_pos(queue_t *q, message_t *m, const qentry_t *at, uint32_t *pos) {
+    message_t *loaded = NULL;
+    bool front = false;
     if (q->count == q->cap && !queue_grow(q)) return false;
-    qentry_t *e = ring_at(q, q->count++);
+    /* A recovered entry of a priority queue: its priority is in the message. */
+    if (q->max_priority && !m && at && at->seg) m = loaded = store_load(at);
+    uint64_t seq = queue_new_seq(q, m);
+    uint32_t i = ring_place(q, seq);
+    qentry_t *e = i == q->count ? ring_at(q, q->count++) : ring_open(q, i, &front);
     *e = at ? *at : (qentry_t){0};
-    e->seq = q->next_seq++;
+    e->seq = seq;
     e->msg = NULL;
     /* A queue limited in bytes holds no more than its limit: all in memory. */
     if (m && (!e->seg || q->max_bytes != LIMIT_NONE ||
@@ -172,9 +226,16 @@ bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
         message_ref(m);
     }
     hot_add(q, e, 1);
-    expiry_pushed(q, q->count - 1, m);
+    if (i != q->count - 1) expiry_inserted(q, i, front, EXPIRY_NEVER); /* slots moved */
+    expiry_pushed(q, i, m);
+    if (loaded) message_unref(loaded);
     flow_queue_pushed(q);
+    if (pos) *pos = i;
     return true;
+}
+
+bool queue_push(queue_t *q, message_t *m, const qentry_t *at) {
+    return queue_push_pos(q, m, at, NULL);
 }
 
 /* A message that cannot stay: it leaves the queue for good. */
@@ -193,25 +254,13 @@ void queue_requeue(queue_t *q, const qentry_t *returned, uint64_t expires) {
         return;
     }
     if (!limits_returned(q, e)) return; /* past x-delivery-limit: dead-lettered */
-    uint32_t lo = 0, hi = q->count;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (ring_at(q, mid)->seq < e->seq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0) {
-        q->head = (q->head - 1) & (q->cap - 1);
-    } else {
-        for (uint32_t i = q->count; i > lo; i--)
-            *ring_at(q, i) = *ring_at(q, i - 1);
-    }
-    q->count++;
-    *ring_at(q, lo) = *e;
-    ring_at(q, lo)->flags |= QENTRY_REDELIVERED;
+    bool front = false;
+    uint32_t i = ring_place(q, e->seq);
+    qentry_t *slot = i == q->count ? ring_at(q, q->count++) : ring_open(q, i, &front);
+    *slot = *e;
+    slot->flags |= QENTRY_REDELIVERED;
     hot_add(q, e, 1);
-    expiry_requeued(q, lo, expires);
+    expiry_requeued(q, i, front, expires);
 }
 
 static bool queue_pop_raw(queue_t *q, qentry_t *out) {

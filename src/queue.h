@@ -88,6 +88,7 @@ typedef struct queue {
     uint64_t max_len, max_bytes; /* x-max-length, x-max-length-bytes; LIMIT_NONE if unset */
     uint64_t delivery_limit;     /* x-delivery-limit; LIMIT_NONE if unset */
     uint8_t overflow;            /* x-overflow (limits.h's overflow_t) */
+    uint8_t max_priority;        /* x-max-priority; 0: not a priority queue */
     struct expiry *expiry;       /* TTL and x-expires state (expiry.h); NULL if never needed */
 
     consumer_t *consumers, *consumers_tail;
@@ -132,6 +133,9 @@ static inline qentry_t *queue_at(const queue_t *q, uint32_t i) {
  * kept); m may then be NULL, or be left out of memory if the queue holds
  * enough already. Takes a new reference to m when it keeps it. */
 bool queue_push(queue_t *q, message_t *m, const qentry_t *at);
+/* The same, saying at which position the entry went (a priority queue puts
+ * a message ahead of those of lower priority). */
+bool queue_push_pos(queue_t *q, message_t *m, const qentry_t *at, uint32_t *pos);
 /* Back in its place, redelivered, expiring when it would have (expiry.h). */
 void queue_requeue(queue_t *q, const qentry_t *e, uint64_t expires);
 /* Take the head, its message in memory (read back from the journal if need be);

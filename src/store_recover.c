@@ -317,9 +317,10 @@ static size_t recover_into_queues(recovery_t *rc) {
             continue;
         }
         queue_t *q = rqueue(rc, r->qid);
-        if (queue_push(q, NULL, &e)) {
+        uint32_t pos;
+        if (queue_push_pos(q, NULL, &e, &pos)) {
             if (r->at != EXPIRY_NEVER)
-                expiry_restore(q, q->count - 1, r->at & ~RENTRY_EARLY, (r->at & RENTRY_EARLY) != 0);
+                expiry_restore(q, pos, r->at & ~RENTRY_EARLY, (r->at & RENTRY_EARLY) != 0);
         } else {
             g->live--;
             g->live_bytes -= e.len;
