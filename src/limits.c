@@ -39,13 +39,15 @@ static bool over(const queue_t *q) {
     return queue_ready(q) > q->max_len || q->ready_bytes > q->max_bytes;
 }
 
-/* Full: one more would go over (reject-publish refuses it). */
-static bool full(const queue_t *q) {
-    return queue_ready(q) >= q->max_len || q->ready_bytes >= q->max_bytes;
+/* Would m take the queue over a limit? (reject-publish refuses it then; as
+ * RabbitMQ, a smaller message may still fit where a bigger one did not.) */
+static bool would_overflow(const queue_t *q, const message_t *m) {
+    return queue_ready(q) >= q->max_len || m->body_len > q->max_bytes - q->ready_bytes ||
+           q->ready_bytes > q->max_bytes;
 }
 
 bool limits_admit(queue_t *q, message_t *m) {
-    if (q->overflow == OVERFLOW_DROP_HEAD || !full(q)) return true;
+    if (q->overflow == OVERFLOW_DROP_HEAD || !would_overflow(q, m)) return true;
     if (q->overflow == OVERFLOW_REJECT_PUBLISH_DLX) {
         qentry_t e = {.msg = m};
         message_ref(m); /* dead_letter takes the entry's reference */

@@ -956,6 +956,77 @@ def _(r):
     r.log("expiration 0", ch.basic_get(e, auto_ack=True)[2])
 
 
+# ---- length limits ---------------------------------------------------------------
+
+def publish_logged(r, ch, exchange, key, bodies):
+    """Publish each body on a confirming channel; log ack or nack."""
+    for body in bodies:
+        try:
+            ch.basic_publish(exchange, key, body)
+            r.log("publish", body, "ack")
+        except pika.exceptions.NackError:
+            r.log("publish", body, "nack")
+
+
+@scenario("max-length: drop-head dead-letters the oldest (x-death byte for byte), bytes count bodies")
+def _(r):
+    ch = r.channel(r.connect())
+    ch.confirm_delivery()
+    dlq = r.queue(ch, "dlq")
+    q = r.queue(ch, "len", arguments={"x-max-length": 2, "x-dead-letter-exchange": "",
+                                      "x-dead-letter-routing-key": dlq})
+    publish_logged(r, ch, "", q, [b"a", b"b", b"c", b"d"])
+    wait_count(ch, dlq, 2)
+    r.get_all(ch, q)
+    for _ in range(2):
+        dl_get(r, ch, dlq, "dropped")
+    b = r.queue(ch, "bytes", arguments={"x-max-length-bytes": 10})
+    publish_logged(r, ch, "", b, [b"1234", b"5678", b"9abc", b"de", b"fghijklmnop"])
+    r.get_all(ch, b)
+
+
+@scenario("max-length: reject-publish nacks at the limit (messages and bytes), others still get it")
+def _(r):
+    ch = r.channel(r.connect())
+    ch.confirm_delivery()
+    fan = r.exchange(ch, "fan", "fanout")
+    q = r.queue(ch, "rej", arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    other = r.queue(ch, "other")
+    ch.queue_bind(q, fan)
+    ch.queue_bind(other, fan)
+    publish_logged(r, ch, fan, "", [b"a", b"b", b"c"])
+    r.get_all(ch, q)
+    r.get_all(ch, other)
+    b = r.queue(ch, "rejbytes", arguments={"x-max-length-bytes": 10,
+                                           "x-overflow": "reject-publish"})
+    publish_logged(r, ch, "", b, [b"1234", b"5678", b"9abc", b"de"])
+    r.get_all(ch, b)
+    d = r.queue(ch, "rejdlq")
+    x = r.queue(ch, "rejdlx", arguments={"x-max-length": 1, "x-overflow": "reject-publish-dlx",
+                                         "x-dead-letter-exchange": "",
+                                         "x-dead-letter-routing-key": d})
+    publish_logged(r, ch, "", x, [b"kept", b"refused"])
+    wait_count(ch, d, 1)
+    r.get_all(ch, x)
+    dl_get(r, ch, d, "refused")
+
+
+# ---- priorities -----------------------------------------------------------------
+
+@scenario("priority: highest first, FIFO within one, none = 0, capped at the maximum, requeue")
+def _(r):
+    ch = r.channel(r.connect())
+    ch.confirm_delivery()
+    q = r.queue(ch, "prio", arguments={"x-max-priority": 10})
+    for body, prio in ((b"p1", 1), (b"p5a", 5), (b"none", None), (b"p10", 10), (b"p5b", 5),
+                       (b"p20", 20), (b"p0", 0)):
+        ch.basic_publish("", q, body, pika.BasicProperties(priority=prio))
+    tags = [r.get(ch, q) for _ in range(3)]
+    ch.basic_nack(tags[2], requeue=True)
+    ch.basic_nack(tags[0], requeue=True)
+    r.get_all(ch, q)
+
+
 # ---- errors: code, text and whether the channel or the connection closes ----
 
 def error_case(name, action, setup=None):
