@@ -8,6 +8,7 @@
 #include "broker.h"
 #include "dedup.h"
 #include "exchange.h"
+#include "fileio.h"
 #include "log.h"
 #include "queue.h"
 #include "record.h"
@@ -124,32 +125,20 @@ static void encode_snapshot(buf_t *out) {
     }
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Write a snapshot beside the log, rename it over the log, reopen. */
 static int snapshot(dedup_log_t *l) {
     buf_t snap = {0};
     char tmp[4096];
-    int fd, dfd = -1, rc = -1;
+    int fd, rc = -1;
     snprintf(tmp, sizeof tmp, "%s.new", l->path);
     encode_snapshot(&snap);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0 || write_all(fd, buf_head(&snap), buf_pending(&snap)) < 0 || fdatasync(fd) < 0 ||
-        rename(tmp, l->path) < 0) {
+    if (fd < 0 || fileio_write_all(fd, buf_head(&snap), buf_pending(&snap)) < 0 ||
+        fdatasync(fd) < 0 || rename(tmp, l->path) < 0) {
         log_error("cannot write %s: %s", tmp, strerror(errno));
         goto out;
     }
-    dfd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) fsync(dfd);
+    fileio_sync_dir(l->dir);
     if (l->fd >= 0) {
         if (broker.syncer) syncer_forget(broker.syncer, l->fd);
         close(l->fd);
@@ -159,7 +148,6 @@ static int snapshot(dedup_log_t *l) {
     rc = l->fd >= 0 ? 0 : -1;
 out:
     if (fd >= 0) close(fd);
-    if (dfd >= 0) close(dfd);
     if (rc < 0) unlink(tmp);
     buf_free(&snap);
     return rc;
@@ -168,7 +156,7 @@ out:
 void dedup_log_flush(void) {
     dedup_log_t *l = &broker.dedup_log;
     if (l->fd < 0 || buf_pending(&l->out) == 0) return;
-    if (write_all(l->fd, buf_head(&l->out), buf_pending(&l->out)) < 0) {
+    if (fileio_write_all(l->fd, buf_head(&l->out), buf_pending(&l->out)) < 0) {
         /* The window is lost for these values after a restart; nothing else. */
         log_error("cannot append to %s: %s", l->path, strerror(errno));
     } else {
@@ -202,23 +190,6 @@ static void replay_record(const record_t *rec, void *ctx) {
     if (!r.err && rec->type == DLOG_ADD) dedup_restore(d, key, expires, now);
 }
 
-static int read_file(const char *path, uint8_t **out, size_t *len) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    *out = NULL;
-    *len = 0;
-    if (fd < 0) return errno == ENOENT ? 0 : -1;
-    if (fstat(fd, &st) < 0 || !(*out = malloc((size_t)st.st_size + 1))) {
-        close(fd);
-        return -1;
-    }
-    ssize_t n = st.st_size ? read(fd, *out, (size_t)st.st_size) : 0;
-    close(fd);
-    if (n != st.st_size) return -1;
-    *len = (size_t)n;
-    return 0;
-}
-
 int dedup_log_open(dedup_log_t *l, const char *data_dir) {
     char path[4096];
     uint8_t *data;
@@ -229,7 +200,7 @@ int dedup_log_open(dedup_log_t *l, const char *data_dir) {
     snprintf(path, sizeof path, "%s/dedup.log", data_dir);
     l->path = strdup(path);
     l->dir = strdup(data_dir);
-    if (!l->path || !l->dir || read_file(l->path, &data, &len) < 0) {
+    if (!l->path || !l->dir || fileio_read_all(l->path, &data, &len) < 0) {
         log_error("cannot read %s: %s", path, strerror(errno));
         return -1;
     }

@@ -10,6 +10,7 @@
 #include "buffer.h"
 #include "delay.h"
 #include "exchange.h"
+#include "fileio.h"
 #include "log.h"
 #include "queue.h"
 #include "record.h"
@@ -124,25 +125,6 @@ static void encode_binding(buf_t *out, const binding_t *b, bool added) {
 
 /* ---- writing ---------------------------------------------------------------------- */
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Everything live, as records: the queue id floor, exchanges and queues,
  * then the bindings. */
 static void encode_snapshot(buf_t *out) {
@@ -169,11 +151,12 @@ static int definitions_compact(definitions_t *d) {
     snprintf(tmp, sizeof tmp, "%s.new", d->path);
     encode_snapshot(&snap);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0 || write_all(fd, buf_head(&snap), buf_pending(&snap)) < 0 || fdatasync(fd) < 0) {
+    if (fd < 0 || fileio_write_all(fd, buf_head(&snap), buf_pending(&snap)) < 0 ||
+        fdatasync(fd) < 0) {
         log_error("cannot write %s: %s", tmp, strerror(errno));
         goto out;
     }
-    if (rename(tmp, d->path) < 0 || fsync_dir(d->dir) < 0) {
+    if (rename(tmp, d->path) < 0 || fileio_sync_dir(d->dir) < 0) {
         log_error("cannot replace %s: %s", d->path, strerror(errno));
         goto out;
     }
@@ -198,7 +181,7 @@ out:
 static void definitions_append(buf_t *rec) {
     definitions_t *d = &broker.defs;
     if (d->fd < 0 || d->suspended) return;
-    if (write_all(d->fd, buf_head(rec), buf_pending(rec)) < 0) {
+    if (fileio_write_all(d->fd, buf_head(rec), buf_pending(rec)) < 0) {
         log_error("cannot append to %s: %s; durable definitions may not survive a restart", d->path,
                   strerror(errno));
         return;
@@ -359,23 +342,6 @@ static void replay_record(const record_t *rec, void *ctx) {
         rp->ignored++;
 }
 
-static int read_file(const char *path, uint8_t **out, size_t *len) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    *out = NULL;
-    *len = 0;
-    if (fd < 0) return errno == ENOENT ? 0 : -1;
-    if (fstat(fd, &st) < 0 || !(*out = malloc((size_t)st.st_size + 1))) {
-        close(fd);
-        return -1;
-    }
-    ssize_t n = st.st_size ? read(fd, *out, (size_t)st.st_size) : 0;
-    close(fd);
-    if (n != st.st_size) return -1;
-    *len = (size_t)n;
-    return 0;
-}
-
 static int check_version(const char *data_dir) {
     char path[4096], have[64] = "";
     snprintf(path, sizeof path, "%s/VERSION", data_dir);
@@ -410,7 +376,7 @@ int definitions_open(definitions_t *d, const char *data_dir) {
     d->dir = strdup(data_dir);
     snprintf(path, sizeof path, "%s/definitions.log", data_dir);
     d->path = strdup(path);
-    if (read_file(d->path, &data, &len) < 0) {
+    if (fileio_read_all(d->path, &data, &len) < 0) {
         log_error("cannot read %s: %s", d->path, strerror(errno));
         return -1;
     }
