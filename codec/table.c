@@ -221,6 +221,13 @@ bool wn_table_next(wn_table_iter_t *it, wn_bytes_t *key, wn_value_t *val) {
     return !it->r.err;
 }
 
+bool wn_table_next_raw(wn_table_iter_t *it, wn_bytes_t *key, wn_value_t *val, wn_bytes_t *raw) {
+    if (!wn_table_next(it, key, val)) return false;
+    const uint8_t *start = key->ptr + key->len; /* the value follows its key */
+    *raw = wn_bytes(start, (size_t)(it->r.p - start));
+    return true;
+}
+
 bool wn_array_next(wn_table_iter_t *it, wn_value_t *val) {
     if (it->r.err || wn_reader_left(&it->r) == 0) return false;
     table_read_value(&it->r, val);

@@ -86,6 +86,9 @@ typedef struct wn_table_iter {
 void wn_table_iter_init(wn_table_iter_t *it, wn_bytes_t table);
 /* Next entry; false at the end. Only for validated tables. */
 bool wn_table_next(wn_table_iter_t *it, wn_bytes_t *key, wn_value_t *val);
+/* The same, also giving the value still encoded (its type octet and all),
+ * for copying entries into another table without re-encoding them. */
+bool wn_table_next_raw(wn_table_iter_t *it, wn_bytes_t *key, wn_value_t *val, wn_bytes_t *raw);
 void wn_array_iter_init(wn_table_iter_t *it, wn_bytes_t array);
 bool wn_array_next(wn_table_iter_t *it, wn_value_t *val);
 

@@ -64,15 +64,11 @@ static bool fields_add(fields_t *fs, wn_bytes_t key, wn_bytes_t val) {
 /* Every entry of a table body, values kept encoded. */
 static bool fields_read(fields_t *fs, wn_bytes_t table) {
     wn_table_iter_t it;
-    wn_bytes_t key;
+    wn_bytes_t key, raw;
     wn_value_t v;
     wn_table_iter_init(&it, table);
-    const uint8_t *at = it.r.p;
-    while (wn_table_next(&it, &key, &v)) {
-        const uint8_t *val = at + 1 + key.len;
-        if (!fields_add(fs, key, wn_bytes(val, (size_t)(it.r.p - val)))) return false;
-        at = it.r.p;
-    }
+    while (wn_table_next_raw(&it, &key, &v, &raw))
+        if (!fields_add(fs, key, raw)) return false;
     return true;
 }
 

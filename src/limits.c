@@ -81,17 +81,13 @@ bool limits_returned(queue_t *q, qentry_t *e) {
 /* The message's headers with x-delivery-count set to n (replacing any). */
 static bool put_headers(wn_writer_t *w, wn_bytes_t old, uint32_t n) {
     wn_table_iter_t it;
-    wn_bytes_t key;
+    wn_bytes_t key, raw;
     wn_value_t v;
     wn_table_iter_init(&it, old);
-    const uint8_t *at = it.r.p;
-    while (wn_table_next(&it, &key, &v)) {
-        const uint8_t *val = at + 1 + key.len;
-        if (!wn_bytes_eq_cstr(key, "x-delivery-count")) {
-            wn_put_shortstr(w, key);
-            wn_put_raw(w, val, (size_t)(it.r.p - val));
-        }
-        at = it.r.p;
+    while (wn_table_next_raw(&it, &key, &v, &raw)) {
+        if (wn_bytes_eq_cstr(key, "x-delivery-count")) continue;
+        wn_put_shortstr(w, key);
+        wn_put_raw(w, raw.ptr, raw.len);
     }
     wn_table_put_i64(w, "x-delivery-count", n);
     return !w->overflow;

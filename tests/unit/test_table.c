@@ -606,6 +606,26 @@ static void test_builder(void) {
     ok(r.err && t3.len == 0, "wn_get_table sets err on a bad tag");
 }
 
+/* wn_table_next_raw gives each value still encoded, ready to copy. */
+static void test_next_raw(void) {
+    uint8_t buf[128];
+    wn_writer_t w;
+    wn_table_iter_t it;
+    wn_bytes_t key, raw;
+    wn_value_t v;
+    wn_writer_init(&w, buf, sizeof buf);
+    wn_table_put_i64(&w, "", 7);
+    wn_table_put_str(&w, "s", "abc");
+    wn_table_iter_init(&it, wn_bytes(buf, w.len));
+    ok(wn_table_next_raw(&it, &key, &v, &raw) && key.len == 0 && raw.len == 9 &&
+           raw.ptr[0] == 'l' && v.v.i64 == 7,
+       "next_raw: an empty key, then the long's 9 encoded bytes");
+    ok(wn_table_next_raw(&it, &key, &v, &raw) && raw.len == 8 &&
+           memcmp(raw.ptr, "S\0\0\0\3abc", 8) == 0,
+       "next_raw: a longstr's type, length and bytes");
+    ok(!wn_table_next_raw(&it, &key, &v, &raw), "next_raw: false at the end");
+}
+
 int main(void) {
     test_integer_round_trips();
     test_float_round_trips();
@@ -616,5 +636,6 @@ int main(void) {
     test_deep_nesting();
     test_equality();
     test_builder();
+    test_next_raw();
     return tap_done();
 }
