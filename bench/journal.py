@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "..", "interop", "lib"))
 
 import chaos_frames as F  # noqa: E402
+from procs import rss_kib, wait_listening
 
 
 def free_port():
@@ -78,27 +79,6 @@ class Conn:
         if got != name:
             raise RuntimeError("expected %s, got %s %r" % (name, got, values))
         return values
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def wait_listening(port, proc, seconds=600):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the broker exited with %d" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.005)
-    raise RuntimeError("the broker did not listen")
 
 
 def publish(c, queues, n, size):
@@ -199,7 +179,7 @@ def run_warren(a):
     log = open(os.path.join(top, "warren.log"), "ab")
     proc = spawn(a.bin, conf, log)
     try:
-        wait_listening(port, proc)
+        wait_listening(port, proc, seconds=600)
         queues = ["bench.j.%d" % i for i in range(a.queues)]
         c = Conn(port)
         declare_queues(c, queues)
@@ -221,7 +201,7 @@ def run_warren(a):
         os.system("sync")
         t0 = time.monotonic()
         proc = spawn(a.bin, conf, log)
-        wait_listening(port, proc)
+        wait_listening(port, proc, seconds=600)
         t_listen = time.monotonic() - t0
         c = Conn(port)
         total = 0

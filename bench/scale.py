@@ -15,6 +15,7 @@ import resource
 import socket
 import struct
 import time
+from procs import rss_kib
 
 
 def shortstr(s):
@@ -73,14 +74,6 @@ def connect(port):
     return s
 
 
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def sync(s):
     """A synchronous round trip, so every nowait method before it is done."""
     s.sendall(method(1, 50, 10, struct.pack(">H", 0) + shortstr("scale.sync") + b"\x00" +
@@ -136,28 +129,28 @@ def main():
     # Queues and bindings first: memory freed by closed connections would
     # otherwise be reused and make them look cheaper than they are.
     s = connect(a.port)
-    base = rss(a.pid)
+    base = rss_kib(a.pid) * 1024
     t0 = time.time()
     declare_queues(s, a.queues, "scale.q.")
     queue_count(s, "scale.q.%d" % (a.queues - 1))
-    after = rss(a.pid)
+    after = rss_kib(a.pid) * 1024
     print("empty queues: %d in %.1fs, %.0f bytes each" % (
         a.queues, time.time() - t0, (after - base) / max(1, a.queues)))
 
-    base = rss(a.pid)
+    base = rss_kib(a.pid) * 1024
     t0 = time.time()
     bind_many(s, a.bindings, "scale.q.0")
-    after = rss(a.pid)
+    after = rss_kib(a.pid) * 1024
     print("topic bindings: %d in %.1fs, %.0f bytes each" % (
         a.bindings, time.time() - t0, (after - base) / max(1, a.bindings)))
 
-    base = rss(a.pid)
+    base = rss_kib(a.pid) * 1024
     conns = []
     t0 = time.time()
     for _ in range(a.connections):
         conns.append(connect(a.port))
     time.sleep(1)
-    after = rss(a.pid)
+    after = rss_kib(a.pid) * 1024
     print("idle connections: %d in %.1fs, %.0f bytes each (one channel open)" % (
         a.connections, time.time() - t0, (after - base) / max(1, a.connections)))
     for c in conns:

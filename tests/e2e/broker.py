@@ -39,6 +39,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def rss_bytes(pid):
+    """A process's resident memory in bytes (0 once it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _die_with_parent():
     # Linux: PR_SET_PDEATHSIG = 1; the broker dies if the test is killed.
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)

@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import chaos_frames as F  # noqa: E402
 import tap  # noqa: E402
-from broker import Broker, external  # noqa: E402
+from broker import Broker, external, rss_bytes  # noqa: E402
 
 FRAME_MAX = 8192
 MAX_MESSAGE = 65536
@@ -1400,17 +1400,6 @@ def run_sessions(addr, seeds, stats, round_deadline, verbose):
         return list(ran)
 
 
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def seed_range(seeds):
     return "%d..%d" % (seeds[0], seeds[-1]) if seeds else "none"
 
@@ -1476,7 +1465,7 @@ def main():
                 log_shown = True
         if not b.external and (rnd % 5 == 0 or rnd == rounds):
             tap.diag("after round %d: %d sessions, broker RSS %d KiB"
-                     % (rnd, stats.sessions, rss_kib(b.proc.pid)))
+                     % (rnd, stats.sessions, rss_bytes(b.proc.pid) // 1024))
     elapsed = time.monotonic() - t0
     tap.diag("%d sessions in %.1f s: %d frames / %d bytes sent, %d frames received"
              % (stats.sessions, elapsed, stats.frames, stats.bytes, stats.frames_in))

@@ -21,12 +21,9 @@ import pika
 
 import tap
 from broker import Broker
+from pikahelp import connect as conn
 
 DEDUP = {"x-message-deduplication": True}
-
-
-def conn(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port))
 
 
 def props(value=None, persistent=False, header="x-deduplication-header", **more):

@@ -33,12 +33,9 @@ import pika
 
 import tap
 from broker import Broker
+from pikahelp import connect as conn
 
 DX = "x-delayed-message"
-
-
-def conn(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port))
 
 
 def props(delay=None, persistent=False, **headers):

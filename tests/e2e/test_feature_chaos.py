@@ -19,13 +19,14 @@ import pika
 
 import tap
 from broker import Broker
-
-SECONDS = float(os.environ.get("WARREN_FEATURE_CHAOS_SECONDS", "20"))
-SEED = int(os.environ.get("WARREN_FEATURE_CHAOS_SEED", str(int(time.time()))))
+from pikahelp import connect as _connect
 
 
 def connect(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port, heartbeat=0))
+    return _connect(b, heartbeat=0)
+
+SECONDS = float(os.environ.get("WARREN_FEATURE_CHAOS_SECONDS", "20"))
+SEED = int(os.environ.get("WARREN_FEATURE_CHAOS_SEED", str(int(time.time()))))
 
 
 def queue_args(i):

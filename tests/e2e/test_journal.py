@@ -32,15 +32,12 @@ import pika
 import chaos_frames as F
 import tap
 from broker import Broker
+from pikahelp import connect as conn
 from rawclient import Client
 
 PROPS = pika.BasicProperties(delivery_mode=2, content_type="text/plain", priority=3,
                              correlation_id="c-1", message_id="m-1", timestamp=1700000000,
                              headers={"h": "v", "n": 7, "nested": {"a": [1, "x"]}})
-
-
-def conn(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port))
 
 
 def fill(b):

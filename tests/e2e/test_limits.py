@@ -15,10 +15,11 @@ import pika
 
 import tap
 from broker import Broker
+from pikahelp import connect as _connect
 
 
 def connect(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port, heartbeat=0))
+    return _connect(b, heartbeat=0)
 
 
 def drain(ch, queue):

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import chaos_frames as F  # noqa: E402
 import tap  # noqa: E402
-from broker import Broker, external  # noqa: E402
+from broker import Broker, external, rss_bytes  # noqa: E402
 from rawclient import Client  # noqa: E402
 
 LIMIT = 64000000  # vm_memory_high_watermark.absolute = 64MB
@@ -63,14 +63,6 @@ def ring_allowance(count):
     while cap < count:
         cap *= 2
     return cap // 2 * 32
-
-
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def publishes(first, n):
@@ -184,7 +176,7 @@ def fill(p, pid):
         if p.pending() < (4 << 20):
             p.queue(20000)
         p.pump(0.005)
-        peak = max(peak, rss(pid))
+        peak = max(peak, rss_bytes(pid))
     return peak
 
 
@@ -200,12 +192,12 @@ def blocked_and_bounded(b, p, pid):
     end = time.monotonic() + 1.5
     while time.monotonic() < end:
         p.pump(0.01)
-        peak = max(peak, rss(pid))
+        peak = max(peak, rss_bytes(pid))
     before = queue_length(b)
     end = time.monotonic() + 1.0
     while time.monotonic() < end:
         p.pump(0.01)
-        peak = max(peak, rss(pid))
+        peak = max(peak, rss_bytes(pid))
     after = queue_length(b)
     tap.ok(before == after and p.pending() > 0,
            "the blocked publisher is not read: the queue stays at %d messages (then %d) with "

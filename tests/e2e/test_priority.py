@@ -14,14 +14,15 @@ import pika
 
 import tap
 from broker import Broker
+from pikahelp import connect as _connect
+
+
+def connect(b):
+    return _connect(b, heartbeat=0)
 
 ORDER_IN = [(b"p1", 1), (b"p5a", 5), (b"none", None), (b"p10", 10), (b"p5b", 5), (b"p20", 20),
             (b"p0", 0)]
 ORDER_OUT = [b"p10", b"p20", b"p5a", b"p5b", b"p1", b"none", b"p0"]
-
-
-def connect(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port, heartbeat=0))
 
 
 def publish_all(ch, queue, persistent=False):

@@ -13,12 +13,9 @@ import pika
 
 import tap
 from broker import Broker
+from pikahelp import connect as conn
 
 QARGS = {"x-message-ttl": 60000, "x-max-length": 5, "x-dead-letter-exchange": "dlx"}
-
-
-def conn(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port))
 
 
 def exists(c, kind, name):

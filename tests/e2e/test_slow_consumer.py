@@ -14,18 +14,10 @@ import time
 import pika
 
 import tap
-from broker import Broker
+from broker import Broker, rss_bytes as rss
 
 BODY = b"x" * 4096
 ROUNDS = 6000  # 24 MiB to each queue
-
-
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def stuck_consumer(b, queue):

@@ -22,23 +22,7 @@ import pika
 
 import tap
 from broker import Broker
-
-
-def conn(b):
-    return pika.BlockingConnection(pika.ConnectionParameters(b.host, b.port))
-
-
-def count(ch, q):
-    return ch.queue_declare(q, passive=True).method.message_count
-
-
-def wait_count(ch, q, n, seconds=5):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if count(ch, q) == n:
-            return True
-        time.sleep(0.02)
-    return count(ch, q) == n
+from pikahelp import connect as conn, ready as count, wait_count
 
 
 def exists(c, q):
