@@ -332,15 +332,8 @@ bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out) {
 }
 
 int64_t queue_find_seq(const queue_t *q, uint64_t seq) {
-    uint32_t lo = 0, hi = q->count;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (queue_at(q, mid)->seq < seq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < q->count && queue_at(q, lo)->seq == seq ? (int64_t)lo : -1;
+    uint32_t i = ring_place(q, seq);
+    return i < q->count && queue_at(q, i)->seq == seq ? (int64_t)i : -1;
 }
 
 uint32_t queue_purge(queue_t *q) {
