@@ -164,9 +164,10 @@ def reference_script():
 class RabbitMQ:
     """The reference RabbitMQ, started by reference-rabbitmq.sh on free ports."""
 
-    def __init__(self):
+    def __init__(self, env=None):
         self.host, self.port = "127.0.0.1", 0
         self.error = None
+        self.env = env  # extra environment for rabbitmq-server, e.g. RABBITMQ_CONF_ENV_FILE
 
     def start(self, seconds=120):
         script = reference_script()
@@ -184,7 +185,8 @@ class RabbitMQ:
         try:
             run = subprocess.run(["bash", script, "start", str(port), str(mgmt)],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, timeout=seconds)
+                                 stderr=subprocess.STDOUT, timeout=seconds,
+                                 env=dict(os.environ, **(self.env or {})))
         except subprocess.TimeoutExpired:
             self.error = "reference-rabbitmq.sh start did not finish within %d s" % seconds
             return False
