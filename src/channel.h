@@ -34,6 +34,7 @@ typedef struct chan {
     uint8_t pub_exchange_len, pub_routing_key_len;
     char pub_exchange[256], pub_routing_key[256];
     struct message *pub_msg;
+    uint64_t pub_received; /* bytes of its body that have arrived */
     /* The exchange last published to, valid while broker.topology_epoch is
      * pub_x_epoch: a publisher names the same exchange over and over. */
     struct exchange *pub_x;

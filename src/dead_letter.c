@@ -379,7 +379,7 @@ static message_t *dl_message(const message_t *m, wn_bytes_t dlx, wn_bytes_t rk, 
     if (n < 12) goto out;
     wn_bytes_t bcc = has_dlrk ? (wn_bytes_t){NULL, 0} : message_bcc(m);
     out = message_new(dlx, rk, ebuf + 12, (uint32_t)(n - 12), bcc, m->body_len, &h.props);
-    if (out) message_append_body(out, message_body(m), m->body_len);
+    if (out) message_put_body(out, 0, message_body(m), m->body_len);
 out:
     free(buf);
     return out;

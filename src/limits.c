@@ -115,7 +115,7 @@ static message_t *with_delivery_count(const message_t *m, uint32_t n) {
     if (len < 12) goto out;
     out = message_new(message_exchange(m), message_routing_key(m), ebuf + 12, (uint32_t)(len - 12),
                       message_bcc(m), m->body_len, &h.props);
-    if (out) message_append_body(out, message_body(m), m->body_len);
+    if (out) message_put_body(out, 0, message_body(m), m->body_len);
 out:
     free(buf);
     return out;

@@ -80,7 +80,6 @@ message_t *message_new(wn_bytes_t exchange, wn_bytes_t routing_key, const uint8_
     m->props_len = props_len;
     m->bcc_len = bcc.len;
     m->body_len = body_len;
-    m->body_received = 0;
     m->exchange_len = (uint8_t)exchange.len;
     m->routing_key_len = (uint8_t)routing_key.len;
     m->delivery_mode = (decoded->flags & WN_BASIC_DELIVERY_MODE_FLAG) ? decoded->delivery_mode : 0;
@@ -98,10 +97,9 @@ void message_unref(message_t *m) {
     message_free(m);
 }
 
-bool message_append_body(message_t *m, const uint8_t *p, size_t n) {
-    if (n > m->body_len - m->body_received) return false;
-    memcpy((uint8_t *)message_body(m) + m->body_received, p, n);
-    m->body_received += n;
+bool message_put_body(message_t *m, uint64_t at, const uint8_t *p, size_t n) {
+    if (at > m->body_len || n > m->body_len - at) return false;
+    memcpy((uint8_t *)message_body(m) + at, p, n);
     return true;
 }
 

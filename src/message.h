@@ -17,18 +17,19 @@
 
 #include <stdint.h>
 
+/* 24 bytes before the data: every queued message pays for each field here. */
 typedef struct message {
+    uint64_t body_len;
     uint32_t refs;
     uint32_t props_len; /* property flags word(s) + properties, as delivered */
     uint32_t bcc_len;   /* BCC routing keys (array body), kept for routing only */
-    uint64_t body_len;
-    uint64_t body_received; /* bytes of body filled in so far, while publishing */
     uint8_t exchange_len;
     uint8_t routing_key_len;
     uint8_t delivery_mode;
     uint8_t priority;
     uint8_t data[]; /* exchange, routing key, properties, body */
 } message_t;
+_Static_assert(sizeof(message_t) == 24, "a message's header is 24 bytes");
 
 /* Freed small messages kept for the next ones of the same size, one list per
  * 16-byte size class (message.c). Owned by the broker. */
@@ -66,12 +67,9 @@ static inline wn_bytes_t message_bcc(const message_t *m) {
 static inline const uint8_t *message_body(const message_t *m) {
     return m->data + m->exchange_len + m->routing_key_len + m->props_len + m->bcc_len;
 }
-static inline bool message_complete(const message_t *m) {
-    return m->body_received == m->body_len;
-}
-
-/* Copy a body frame in; false if it would overflow the announced size. */
-bool message_append_body(message_t *m, const uint8_t *p, size_t n);
+/* Copy n bytes of body in at offset `at`; false if they would overflow the
+ * announced size. The publisher's channel counts what has arrived. */
+bool message_put_body(message_t *m, uint64_t at, const uint8_t *p, size_t n);
 
 /* The message's headers table (body), decoded from its properties on demand. */
 wn_bytes_t message_headers(const message_t *m);

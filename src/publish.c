@@ -496,16 +496,18 @@ static void publish_on_header(chan_t *ch, const wn_frame_t *f) {
         return;
     }
     ch->pub_state = PUB_AWAIT_BODY;
+    ch->pub_received = 0;
     if (h.body_size == 0) publish_complete(ch);
 }
 
 static void publish_on_body(chan_t *ch, const wn_frame_t *f) {
-    if (!message_append_body(ch->pub_msg, f->payload, f->size)) {
+    if (!message_put_body(ch->pub_msg, ch->pub_received, f->payload, f->size)) {
         conn_close(ch->conn, WN_FRAME_ERROR, WN_BASIC_PUBLISH,
                    "content body frames exceed the announced body size");
         return;
     }
-    if (message_complete(ch->pub_msg)) publish_complete(ch);
+    ch->pub_received += f->size;
+    if (ch->pub_received == ch->pub_msg->body_len) publish_complete(ch);
 }
 
 void publish_on_content(chan_t *ch, const wn_frame_t *f) {

@@ -386,7 +386,7 @@ static message_t *decode_msg(const record_t *rec, uint64_t *published_ms) {
     if (r.err) return NULL;
     message_t *m = message_new(exchange, rk, pr.ptr, (uint32_t)pr.len, (wn_bytes_t){NULL, 0},
                                body.len, &props);
-    if (m) message_append_body(m, body.ptr, body.len);
+    if (m) message_put_body(m, 0, body.ptr, body.len);
     return m;
 }
 
