@@ -10,6 +10,7 @@
 #include "connection.h"
 #include "listener.h"
 #include "log.h"
+#include "memory.h"
 #include "queue.h"
 #include "syncer.h"
 
@@ -94,6 +95,7 @@ int broker_init(void) {
     }
 
     alarm_start();
+    mem_trim_start();
     ev_prepare_init(&broker.flush_watcher, on_prepare);
     ev_prepare_start(broker.loop, &broker.flush_watcher);
     ev_signal_init(&broker.sigterm, on_signal, SIGTERM);
@@ -111,6 +113,7 @@ void broker_shutdown(const char *why) {
     for (int i = 0; i < broker.nlisteners; i++)
         listener_close(&broker.listeners[i]);
     alarm_stop();
+    mem_trim_stop();
     flow_stop();
     for (conn_t *c = broker.conns; c; c = c->next) {
         if (c->state == CONN_OPEN || (c->state > CONN_AWAIT_HEADER && c->state < CONN_CLOSING))

@@ -68,6 +68,7 @@ typedef struct broker {
     unsigned flow_held;           /* connections held back */
     ev_timer flow_timer;          /* lets go of queues whose consumers stalled */
     ev_timer mem_timer;           /* memory checks */
+    ev_timer trim_timer;          /* free heap pages back to the kernel (memory.c) */
     uint64_t mem_limit;           /* vm_memory_high_watermark in bytes (alarm.c) */
     mem_account_t mem;            /* bytes in messages and buffers (memory.h) */
     struct chan *durable_waiters; /* channels with replies waiting for a sync */

@@ -90,11 +90,10 @@ void expiry_touch(queue_t *q) {
 
 /* ---- the array beside the ring ----------------------------------------------- */
 
-bool expiry_grow_prepare(const queue_t *q, uint64_t **out) {
+bool expiry_resize_prepare(const queue_t *q, uint32_t ncap, uint64_t **out) {
     const expiry_t *x = q->expiry;
     *out = NULL;
     if (!x || !x->at) return true;
-    uint32_t ncap = q->cap ? q->cap * 2 : 16;
     uint64_t *at = malloc((size_t)ncap * sizeof *at);
     if (!at) return false;
     for (uint32_t i = 0; i < q->count; i++)
@@ -103,7 +102,7 @@ bool expiry_grow_prepare(const queue_t *q, uint64_t **out) {
     return true;
 }
 
-void expiry_grow_commit(queue_t *q, uint64_t *at) {
+void expiry_resize_commit(queue_t *q, uint64_t *at) {
     if (!at) return;
     free(q->expiry->at);
     q->expiry->at = at;
@@ -325,6 +324,7 @@ static void on_ttl_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     expire_head(q, x, now, &budget);
     expire_heap(q, x, now, &budget);
     if (!q->deleted) {
+        queue_trim(q);
         uint64_t at = next_due(q, x);
         if (at != EXPIRY_NEVER) arm(x, at <= now ? now + 1 : at);
     }

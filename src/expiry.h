@@ -57,11 +57,11 @@ void expiry_queue_freed(queue_t *q);
  * its x-expires countdown starts again. */
 void expiry_touch(queue_t *q);
 
-/* The ring is about to grow to twice its size: a copy of the expiry array in
- * the new layout (from slot 0), to be committed once the ring has grown.
+/* The ring is about to be resized to ncap slots: a copy of the expiry array
+ * in the new layout (from slot 0), to be committed once the ring has been.
  * False if memory is short. */
-bool expiry_grow_prepare(const queue_t *q, uint64_t **out);
-void expiry_grow_commit(queue_t *q, uint64_t *at);
+bool expiry_resize_prepare(const queue_t *q, uint32_t ncap, uint64_t **out);
+void expiry_resize_commit(queue_t *q, uint64_t *at);
 
 /* Entry i (from the head) was just pushed with message m (NULL: a cold
  * entry from the journal). */

@@ -1,7 +1,8 @@
 /*
  * memory.c - the memory alarm's measures (see memory.h, and alarm.c for why
  * these): heap in use from the allocator, Warren's own count of message and
- * buffer bytes, and the memory the machine or the cgroup allows.
+ * buffer bytes, and the memory the machine or the cgroup allows; and the
+ * periodic trim that gives freed heap pages back to the kernel.
  */
 #include "memory.h"
 #include "alarm.h"
@@ -64,6 +65,46 @@ uint64_t mem_in_use(const char **how) {
     *how = "accounted";
     return broker.mem.held;
 }
+
+/* ---- giving memory back ---------------------------------------------------------- */
+
+/*
+ * glibc keeps freed small chunks in its heap and returns pages to the kernel
+ * only from the top of it, so after a burst of a million queued messages has
+ * been consumed the broker's RSS would stay at the burst's high-water mark
+ * for good (a few live chunks above the freed ones are enough). Every
+ * MEM_TRIM_INTERVAL seconds, if at least MEM_TRIM_MIN bytes of the heap are
+ * free, malloc_trim(0) releases every whole free page in it (madvise), which
+ * costs a walk of the free chunks: milliseconds for a heap of hundreds of
+ * megabytes, once every ten seconds at most. Nothing to do under the
+ * sanitizers, whose allocator is not glibc's.
+ */
+#define MEM_TRIM_INTERVAL 10.0
+#define MEM_TRIM_MIN      (32u << 20)
+
+#if !defined(MEM_SANITIZER_ALLOCATOR) && defined(__GLIBC__) &&                                     \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+static void on_trim_timer(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)w;
+    (void)revents;
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks >= MEM_TRIM_MIN) malloc_trim(0);
+}
+
+void mem_trim_start(void) {
+    ev_timer_init(&broker.trim_timer, on_trim_timer, MEM_TRIM_INTERVAL, MEM_TRIM_INTERVAL);
+    ev_timer_start(broker.loop, &broker.trim_timer);
+}
+
+void mem_trim_stop(void) {
+    ev_timer_stop(broker.loop, &broker.trim_timer);
+}
+#else
+void mem_trim_start(void) {}
+
+void mem_trim_stop(void) {}
+#endif
 
 /* ---- what the machine allows -------------------------------------------------- */
 

@@ -28,6 +28,11 @@ void mem_uncharge(size_t n);
  * *how names the measure, for the log. */
 uint64_t mem_in_use(const char **how);
 
+/* Every MEM_TRIM_INTERVAL seconds, hand the allocator's free pages back to
+ * the kernel if it holds many: see memory.c. */
+void mem_trim_start(void);
+void mem_trim_stop(void);
+
 /* The machine's memory (MemTotal), or a lower cgroup limit (v2 memory.max,
  * v1 memory.limit_in_bytes) on this process or one of its parents; 0 if it
  * cannot be read. */

@@ -129,18 +129,38 @@ static qentry_t *ring_at(queue_t *q, uint32_t i) {
     return &q->ring[(q->head + i) & (q->cap - 1)];
 }
 
-static bool queue_grow(queue_t *q) {
+static bool queue_resize(queue_t *q, uint32_t ncap) {
     uint64_t *at;
-    if (!expiry_grow_prepare(q, &at)) return false; /* the expiry times, in the new layout */
-    qentry_t *ring = ring_grow(q->ring, q->head, q->count, &q->cap, sizeof *ring);
+    if (!expiry_resize_prepare(q, ncap, &at)) return false; /* the expiry times, laid out anew */
+    qentry_t *ring = ring_resize(q->ring, q->head, q->count, q->cap, ncap, sizeof *ring);
     if (!ring) {
         free(at);
         return false;
     }
     q->ring = ring;
+    q->cap = ncap;
     q->head = 0;
-    expiry_grow_commit(q, at);
+    expiry_resize_commit(q, at);
     return true;
+}
+
+static bool queue_grow(queue_t *q) {
+    return queue_resize(q, q->cap ? q->cap * 2 : 16);
+}
+
+/* A ring a burst grew to millions of slots (32 bytes each) would otherwise
+ * keep its size once drained. Once it is less than an eighth full it is cut
+ * to the smallest power of two at least twice what it holds (but not below
+ * QUEUE_RING_KEEP slots), so it takes that many pops, or pushes, before it
+ * is resized again: the copies cost O(1) per message. */
+#define QUEUE_RING_KEEP 1024
+
+void queue_trim(queue_t *q) {
+    if (q->cap <= QUEUE_RING_KEEP || q->count >= q->cap / 8) return;
+    uint32_t ncap = QUEUE_RING_KEEP;
+    while (ncap < 2 * q->count)
+        ncap *= 2;
+    queue_resize(q, ncap); /* if memory is short, it stays as it was */
 }
 
 /* How much of a queue's backlog stays in memory: past this, messages kept in
@@ -294,6 +314,7 @@ bool queue_pop(queue_t *q, qentry_t *out, uint64_t *expires, bool get) {
         queue_drop(q, out); /* unreadable (logged): nothing else can be done with it */
     }
     *expires = at;
+    queue_trim(q);
     return true;
 }
 
@@ -342,6 +363,7 @@ uint32_t queue_purge(queue_t *q) {
     while (queue_pop_raw(q, &e))
         queue_drop(q, &e);
     q->ndead = 0;
+    queue_trim(q);
     return n;
 }
 

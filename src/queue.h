@@ -148,6 +148,9 @@ bool queue_take_at(queue_t *q, uint32_t i, qentry_t *out);
 /* The position of the entry with this sequence number, or -1. */
 int64_t queue_find_seq(const queue_t *q, uint64_t seq);
 uint32_t queue_purge(queue_t *q);
+/* Give back most of a ring that is less than an eighth full (queue_pop and
+ * queue_purge do; call it after taking entries some other way). */
+void queue_trim(queue_t *q);
 
 /* Visit every ready entry (delivered: it had been delivered before). */
 typedef void (*qentry_visit_fn)(queue_t *q, qentry_t *e, bool delivered, void *ctx);
