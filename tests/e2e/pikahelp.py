@@ -1,5 +1,6 @@
 """pikahelp.py - the few pika calls every end-to-end test makes: a blocking
-connection to a test's broker, a queue's ready count, and waiting for it."""
+connection to a test's broker, a queue's ready count and waiting for it,
+and taking everything a queue holds."""
 import time
 
 import pika
@@ -15,7 +16,8 @@ def ready(ch, q):
     return ch.queue_declare(q, passive=True).method.message_count
 
 
-def _wait(cond, seconds):
+def wait_for(cond, seconds):
+    """True once cond() is (polled every 20 ms for `seconds`)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if cond():
@@ -26,9 +28,24 @@ def _wait(cond, seconds):
 
 def wait_count(ch, q, n, seconds=5):
     """True once q has exactly n ready messages (within `seconds`)."""
-    return _wait(lambda: ready(ch, q) == n, seconds)
+    return wait_for(lambda: ready(ch, q) == n, seconds)
 
 
 def wait_at_least(ch, q, n, seconds=5):
     """True once q has n or more ready messages (within `seconds`)."""
-    return _wait(lambda: ready(ch, q) >= n, seconds)
+    return wait_for(lambda: ready(ch, q) >= n, seconds)
+
+
+def drain(ch, q):
+    """(properties, body) of every message ready in q, taken with auto-ack."""
+    got = []
+    while True:
+        m, props, body = ch.basic_get(q, auto_ack=True)
+        if m is None:
+            return got
+        got.append((props, body))
+
+
+def drain_bodies(ch, q):
+    """The bodies of every message ready in q, taken with auto-ack."""
+    return [body for _, body in drain(ch, q)]

@@ -21,7 +21,7 @@ import pika
 
 import tap
 from broker import Broker
-from pikahelp import connect as conn
+from pikahelp import connect as conn, drain_bodies, ready
 
 DEDUP = {"x-message-deduplication": True}
 
@@ -34,16 +34,11 @@ def props(value=None, persistent=False, header="x-deduplication-header", **more)
 
 
 def counts(ch, qs):
-    return [ch.queue_declare(q, passive=True).method.message_count for q in qs]
+    return [ready(ch, q) for q in qs]
 
 
 def bodies(ch, q):
-    out = []
-    while True:
-        m, p, body = ch.basic_get(q, auto_ack=True)
-        if m is None:
-            return out
-        out.append(body.decode())
+    return [body.decode() for body in drain_bodies(ch, q)]
 
 
 def close_error(fn):

@@ -18,6 +18,7 @@ import pika
 import chaos_frames as F
 import tap
 from broker import Broker
+from pikahelp import ready, wait_for
 from rawclient import Client
 
 THRESHOLD = 1000
@@ -86,19 +87,6 @@ class Consumer(Client):
         taken, self.unacked = self.unacked[:n], self.unacked[n:]
         self.sock.sendall(F.method(1, "basic.ack", taken[-1][0], True))
         return [num for _, num in taken]
-
-
-def ready(ch, queue):
-    return ch.queue_declare(queue, passive=True).method.message_count
-
-
-def wait_for(cond, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def held_then_released(b):

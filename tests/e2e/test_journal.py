@@ -32,7 +32,7 @@ import pika
 import chaos_frames as F
 import tap
 from broker import Broker
-from pikahelp import connect as conn
+from pikahelp import connect as conn, drain
 from rawclient import Client
 
 PROPS = pika.BasicProperties(delivery_mode=2, content_type="text/plain", priority=3,
@@ -61,15 +61,6 @@ def fill(b):
     tx.basic_publish("", "j.d", b"rolled back", pika.BasicProperties(delivery_mode=2))
     tx.tx_rollback()
     c.close()
-
-
-def drain(ch, q):
-    out = []
-    while True:
-        m, props, body = ch.basic_get(q, auto_ack=True)
-        if m is None:
-            return out
-        out.append((props, body))
 
 
 def check(b, how):

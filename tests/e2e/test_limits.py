@@ -15,7 +15,7 @@ import pika
 
 import tap
 from broker import Broker
-from pikahelp import connect as _connect
+from pikahelp import connect as _connect, drain as take_all
 
 
 def connect(b):
@@ -24,12 +24,7 @@ def connect(b):
 
 def drain(ch, queue):
     """Bodies and header tables of everything ready in `queue`, acked."""
-    got = []
-    while True:
-        m, p, body = ch.basic_get(queue, auto_ack=True)
-        if m is None:
-            return got
-        got.append((body, p.headers or {}))
+    return [(body, p.headers or {}) for p, body in take_all(ch, queue)]
 
 
 def bodies(got):

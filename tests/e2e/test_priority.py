@@ -14,7 +14,7 @@ import pika
 
 import tap
 from broker import Broker
-from pikahelp import connect as _connect
+from pikahelp import connect as _connect, drain_bodies as drain
 
 
 def connect(b):
@@ -29,15 +29,6 @@ def publish_all(ch, queue, persistent=False):
     for body, prio in ORDER_IN:
         ch.basic_publish("", queue, body, pika.BasicProperties(
             priority=prio, delivery_mode=2 if persistent else 1))
-
-
-def drain(ch, queue):
-    got = []
-    while True:
-        m, _, body = ch.basic_get(queue, auto_ack=True)
-        if m is None:
-            return got
-        got.append(body)
 
 
 def order(b, ch):

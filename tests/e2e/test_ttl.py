@@ -22,7 +22,7 @@ import pika
 
 import tap
 from broker import Broker
-from pikahelp import connect as conn, ready as count, wait_count
+from pikahelp import connect as conn, drain_bodies as drain, ready as count, wait_count
 
 
 def exists(c, q):
@@ -33,15 +33,6 @@ def exists(c, q):
         return True
     except pika.exceptions.ChannelClosedByBroker:
         return False
-
-
-def drain(ch, q):
-    out = []
-    while True:
-        m, _, body = ch.basic_get(q, auto_ack=True)
-        if m is None:
-            return out
-        out.append(body)
 
 
 def test_queue_ttl(c):
